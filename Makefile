@@ -1,0 +1,49 @@
+# Two commands: `make run` (the platform, embedded) and `make test` (against PostgreSQL and Redis).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# llama-cpp-python builds from source; the native build uses CPU instructions some kernels do not
+# enable and crashes on first use, so every build (and pip's wheel cache) is the portable one.
+export CMAKE_ARGS := -DGGML_NATIVE=OFF
+
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt requirements-dev.txt worker/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e './worker[llama]'
+	touch $@
+
+install: $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/daphne -b 127.0.0.1 -p $(PORT) sogni_platform.asgi:application
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install browser
+	$(BIN)/python -m tests.support.services
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) data

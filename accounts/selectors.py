@@ -1,0 +1,47 @@
+from collections.abc import Mapping
+
+from accounts.keys import hash_secret, parse_key, secret_matches
+from accounts.models import ApiKey
+
+_DUMMY_HASH = "0" * 64
+
+
+def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The raw key from `Authorization: Bearer <key>` or the legacy `api-key: <key>` header.
+
+    `headers` is case-insensitive (request.headers) or lower-cased (ASGI scope headers).
+    """
+    authorization = headers.get("authorization") or headers.get("Authorization") or ""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    legacy = headers.get("api-key") or headers.get("Api-Key") or ""
+    return legacy.strip() or None
+
+
+def api_key_authenticate(raw_key: str | None) -> ApiKey | None:
+    """The enabled key (with its active user) that `raw_key` names, or None.
+
+    The one security check for every entry point: HTTP API, SSE and worker sockets.
+    The secret is compared in constant time, also for unknown lookup ids.
+    """
+    parsed = parse_key(raw_key or "")
+    if parsed is None:
+        return None
+    api_key = ApiKey.objects.select_related("user").filter(lookup_id=parsed.lookup_id).first()
+    if api_key is None:
+        secret_matches(parsed.secret, _DUMMY_HASH)
+        return None
+    if not secret_matches(parsed.secret, api_key.secret_hash):
+        return None
+    if not api_key.is_enabled or not api_key.user.is_active:
+        return None
+    return api_key
+
+
+def scope_headers(scope: Mapping) -> dict[str, str]:
+    """ASGI scope headers as a lower-cased dict, for `api_key_from_headers`."""
+    return {name.decode("latin1").lower(): value.decode("latin1") for name, value in scope.get("headers", [])}
+
+
+__all__ = ["api_key_authenticate", "api_key_from_headers", "hash_secret", "scope_headers"]

@@ -1,0 +1,117 @@
+"""Real processes for end-to-end tests: daphne, Celery workers, worker programs.
+
+Each process logs to a file under test-artifacts/ so a failing test can show what happened.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.05, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path
+    extra: dict = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            self.popen.send_signal(signum)
+
+    def stop(self, timeout: float = 10) -> None:
+        if not self.alive():
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+
+def start_process(name: str, args: list[str], env: dict[str, str]) -> Process:
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"{name}-{uuid.uuid4().hex[:8]}.log"
+    log_file = log_path.open("w")
+    popen = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return Process(name=name, popen=popen, log_path=log_path)
+
+
+def start_daphne(env: dict[str, str], *, port: int | None = None) -> Process:
+    port = port or free_port()
+    process = start_process(
+        "daphne",
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "sogni_platform.asgi:application"],
+        env,
+    )
+    process.extra["url"] = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if not process.alive():
+            raise RuntimeError(f"daphne exited:\n{process.log()}")
+        try:
+            return httpx.get(f"{process.extra['url']}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=60, what="daphne /healthz")
+    return process
+
+
+def start_celery(env: dict[str, str], *, concurrency: int = 8) -> Process:
+    process = start_process(
+        "celery",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "sogni_platform",
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+        ],
+        env,
+    )
+    wait_until(lambda: "ready." in process.log() or not process.alive(), timeout=60, what="celery worker ready")
+    if not process.alive():
+        raise RuntimeError(f"celery exited:\n{process.log()}")
+    return process
