@@ -4,6 +4,7 @@ Two modes, one code path: with no DATABASE_URL / REDIS_URL the platform runs emb
 (SQLite in data/, in-memory channel layer, eager Celery); with them, PostgreSQL and Redis.
 """
 
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -138,6 +139,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "sogni")
 CELERY_BEAT_SCHEDULE: dict = {}
+
+# API
+# Largest request body /v1/chat/completions accepts (413 above it).
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024)
+
+# Billing (README "Wallets and billing"). Stripe is optional: without keys top-ups are off.
+STARTER_GRANT_SPARK = Decimal(env_str("STARTER_GRANT_SPARK", "100"))
+DAILY_BONUS_SPARK = Decimal(env_str("DAILY_BONUS_SPARK", "50"))
+WORKER_REWARD_SHARE = Decimal(env_str("WORKER_REWARD_SHARE", "0.70"))
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],

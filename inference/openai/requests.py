@@ -1,0 +1,278 @@
+"""Parse and validate a POST /v1/chat/completions body into a ChatRequest.
+
+Every problem raises ApiError with OpenAI's shape: 413 (body too large), 415 (not JSON),
+400 code invalid_json (unparseable or not an object), 400 invalid_request_error naming the param.
+Unknown top-level fields are ignored, as OpenAI-compatible servers commonly do; fields we would
+have to silently ignore although they change the answer (n > 1, audio, logprobs, ...) are refused.
+"""
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from inference.openai.checks import (
+    INT64_MAX,
+    INT64_MIN,
+    get_bool,
+    get_int,
+    get_list,
+    get_number,
+    get_object,
+    get_str,
+    invalid,
+    unsupported,
+    wrong_type,
+)
+from inference.openai.messages import normalise_messages
+from inference.openai.tools import normalise_response_format, normalise_tool_choice, normalise_tools
+from sogni_platform.exceptions import ApiError
+
+TOKEN_TYPES = ("spark", "sogni", "auto")
+TOKEN_TYPE_HEADER = "x-token-type"
+MAX_STOP = 4
+# Template tokens a chat template adds around one message (role markers, separators): generous.
+PER_MESSAGE_OVERHEAD = 8
+PROMPT_OVERHEAD = 16
+# Sampling fields copied to job.request only when the client set them, in the protocol's order.
+SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "chat_template_kwargs",
+)
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[dict]
+    model: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int | None = None
+    token_type: str = "auto"
+    user: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def engine_request(self, *, max_tokens: int | None = None) -> dict:
+        """The protocol's job.request: normalised messages and only the fields the client set."""
+        request: dict[str, Any] = {"messages": copy.deepcopy(self.messages)}
+        limit = max_tokens if max_tokens is not None else self.max_tokens
+        if limit is not None:
+            request["max_tokens"] = limit
+        request["stream"] = True
+        for name in SAMPLING_FIELDS:
+            if name in self.options:
+                request[name] = copy.deepcopy(self.options[name])
+        return request
+
+    def prompt_text(self) -> str:
+        """Everything the engine's chat template renders into the prompt, as text."""
+        pieces = []
+        for message in self.messages:
+            pieces.append(message["role"])
+            pieces.append(message.get("content") or "")
+            for call in message.get("tool_calls", ()):
+                pieces += [call["id"], call["function"]["name"], call["function"]["arguments"]]
+            if "tool_call_id" in message:
+                pieces.append(message["tool_call_id"])
+        for name in ("tools", "response_format"):
+            if name in self.options:
+                pieces.append(json.dumps(self.options[name], separators=(",", ":"), ensure_ascii=False))
+        return "\n".join(pieces)
+
+    def estimate_prompt_tokens(self, *, context_window: int | None = None) -> int:
+        """An upper bound on the prompt's tokens, without a tokenizer.
+
+        Byte-level BPE and SentencePiece with byte fallback never produce more tokens than the
+        UTF-8 bytes they encode, so bytes(prompt_text) bounds the text; each message adds at most
+        PER_MESSAGE_OVERHEAD template tokens, the prompt PROMPT_OVERHEAD. It is meant for the
+        worst-case hold, not for context-length checks: English runs at ~4 bytes per token, so it
+        overestimates. An engine cannot bill more prompt tokens than its context window, hence the cap.
+        """
+        estimate = len(self.prompt_text().encode("utf-8")) + PER_MESSAGE_OVERHEAD * len(self.messages) + PROMPT_OVERHEAD
+        return min(estimate, context_window) if context_window else estimate
+
+
+def _check_content_type(content_type: str | None) -> None:
+    media, _, params = (content_type or "").partition(";")
+    charset = "utf-8"
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if media.strip().lower() != "application/json" or charset not in ("utf-8", "utf8"):
+        raise ApiError(
+            f"Unsupported content type '{content_type or ''}': send the body as application/json (UTF-8).",
+            status=415,
+            code="unsupported_media_type",
+        )
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load(raw_body: bytes) -> dict:
+    if len(raw_body) > settings.MAX_REQUEST_BYTES:
+        raise ApiError(
+            f"The request body is {len(raw_body)} bytes; the limit is {settings.MAX_REQUEST_BYTES} bytes.",
+            status=413,
+            code="request_too_large",
+        )
+    try:
+        body = json.loads(raw_body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ApiError(
+            f"We could not parse the JSON body of your request ({error}). The OpenAI API expects a JSON payload.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise ApiError("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _refuse_unhonourable(body: dict) -> None:
+    n = get_int(body, "n", "n", minimum=1)
+    if n is not None and n > 1:
+        unsupported("n", "greater than 1 is not supported: one choice per request.")
+    if body.get("audio") is not None:
+        unsupported("audio", "is not supported: the models served here do not produce audio.")
+    modalities = get_list(body, "modalities", "modalities")
+    for i, modality in enumerate(modalities or []):
+        if modality != "text":
+            invalid(
+                f"Invalid 'modalities[{i}]': only 'text' output is supported.",
+                param=f"modalities[{i}]",
+                code="unsupported_value",
+            )
+    if get_bool(body, "logprobs", "logprobs"):
+        unsupported("logprobs", "is not supported: the engine cannot return log probabilities.")
+    if get_int(body, "top_logprobs", "top_logprobs", minimum=0, maximum=20):
+        unsupported("top_logprobs", "is not supported: the engine cannot return log probabilities.")
+    if get_object(body, "logit_bias", "logit_bias"):
+        unsupported("logit_bias", "is not supported: token ids differ between the engines serving a model.")
+    for name in ("prediction", "web_search_options", "moderation"):
+        if body.get(name) is not None:
+            unsupported(name, "is not supported by this service.")
+    for name in ("functions", "function_call"):
+        if body.get(name) is not None:
+            unsupported(name, "is deprecated and not supported; use 'tools' and 'tool_choice'.")
+
+
+def _max_tokens(body: dict) -> int | None:
+    legacy = get_int(body, "max_tokens", "max_tokens", minimum=1)
+    current = get_int(body, "max_completion_tokens", "max_completion_tokens", minimum=1)
+    return current if current is not None else legacy
+
+
+def _stop(body: dict) -> list[str] | None:
+    value = body.get("stop")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    elif not isinstance(value, list):
+        wrong_type("stop", "a string or an array of strings", value)
+    if len(value) > MAX_STOP:
+        invalid(
+            f"Invalid 'stop': array too long. Expected an array with maximum length {MAX_STOP}, but got "
+            f"an array with length {len(value)} instead.",
+            param="stop",
+            code="array_above_max_length",
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            wrong_type(f"stop[{i}]", "a string", item)
+        if not item:
+            invalid(f"Invalid 'stop[{i}]': empty string.", param=f"stop[{i}]", code="empty_string")
+    return value or None
+
+
+def _token_type(body: dict, headers: Mapping[str, str]) -> str:
+    value = get_str(body, "token_type", "token_type")
+    source = "token_type"
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == TOKEN_TYPE_HEADER), None)
+        source = "X-Token-Type header"
+    if value is None:
+        return "auto"
+    if value.strip().lower() not in TOKEN_TYPES:
+        invalid(
+            f"Invalid {source}: '{value}'. Supported values are: 'spark', 'sogni' and 'auto'.",
+            param="token_type",
+            code="invalid_value",
+        )
+    return value.strip().lower()
+
+
+def _options(body: dict) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "temperature": get_number(body, "temperature", "temperature", minimum=0, maximum=2),
+        "top_p": get_number(body, "top_p", "top_p", minimum=0, maximum=1, exclusive_minimum=True),
+        "top_k": get_int(body, "top_k", "top_k", minimum=0),
+        "min_p": get_number(body, "min_p", "min_p", minimum=0, maximum=1),
+        "repetition_penalty": get_number(
+            body, "repetition_penalty", "repetition_penalty", minimum=0, maximum=None, exclusive_minimum=True
+        ),
+        "frequency_penalty": get_number(body, "frequency_penalty", "frequency_penalty", minimum=-2, maximum=2),
+        "presence_penalty": get_number(body, "presence_penalty", "presence_penalty", minimum=-2, maximum=2),
+        "stop": _stop(body),
+        "seed": get_int(body, "seed", "seed", minimum=INT64_MIN, maximum=INT64_MAX),
+        "parallel_tool_calls": get_bool(body, "parallel_tool_calls", "parallel_tool_calls"),
+        "response_format": normalise_response_format(body),
+    }
+    tools = normalise_tools(body)
+    options["tools"] = tools
+    options["tool_choice"] = normalise_tool_choice(body, tools)
+    if not tools:
+        options["parallel_tool_calls"] = None
+    kwargs = get_object(body, "chat_template_kwargs", "chat_template_kwargs")
+    if kwargs is not None:
+        thinking = get_bool(kwargs, "enable_thinking", "chat_template_kwargs.enable_thinking")
+        options["chat_template_kwargs"] = {"enable_thinking": thinking} if thinking is not None else None
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _check_ignored(body: dict) -> None:
+    """Fields OpenAI defines that do not change the answer here: accepted and ignored, but typed."""
+    get_object(body, "metadata", "metadata")
+    get_bool(body, "store", "store")
+    for name in ("service_tier", "reasoning_effort", "verbosity", "safety_identifier", "prompt_cache_key"):
+        get_str(body, name, name)
+
+
+def parse_chat_request(raw_body: bytes, *, content_type: str | None, headers: Mapping[str, str]) -> ChatRequest:
+    if len(raw_body) <= settings.MAX_REQUEST_BYTES:  # 413 first: a huge body is refused whatever its type
+        _check_content_type(content_type)
+    body = _load(raw_body)
+    messages = normalise_messages(body.get("messages"))
+    _refuse_unhonourable(body)
+    _check_ignored(body)
+    stream = bool(get_bool(body, "stream", "stream"))
+    stream_options = get_object(body, "stream_options", "stream_options") or {}
+    include_usage = bool(get_bool(stream_options, "include_usage", "stream_options.include_usage"))
+    get_bool(stream_options, "include_obfuscation", "stream_options.include_obfuscation")
+    return ChatRequest(
+        messages=messages,
+        model=get_str(body, "model", "model", allow_empty=False),
+        stream=stream,
+        include_usage=stream and include_usage,
+        max_tokens=_max_tokens(body),
+        token_type=_token_type(body, headers),
+        user=get_str(body, "user", "user"),
+        options=_options(body),
+    )

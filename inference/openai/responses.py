@@ -1,0 +1,227 @@
+"""Replies and stream chunks in OpenAI's exact shapes, and the SSE framing they travel in.
+
+ChatCompletionAccumulator is fed the worker protocol's `delta` frames: it returns the stream
+chunks to send for each frame and remembers everything for the final `chat.completion` object,
+so streaming and non-streaming replies are built from the same frames.
+"""
+
+import hashlib
+import json
+import secrets
+import string
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from inference.openai.reasoning import ThinkSplitter
+from sogni_platform.exceptions import ApiError
+
+SSE_DONE = b"data: [DONE]\n\n"
+SSE_KEEPALIVE = b": keep-alive\n\n"
+FINISH_REASONS = ("stop", "length", "tool_calls")
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def _random(size: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(size))
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{_random(29)}"
+
+
+def tool_call_id() -> str:
+    return f"call_{_random(24)}"
+
+
+def system_fingerprint(*parts: str) -> str:
+    """`fp_` + a short hash of what determines the backend (e.g. model id, engine, version)."""
+    digest = hashlib.sha256("\x1f".join(parts or ("sogni",)).encode()).hexdigest()
+    return f"fp_{digest[:10]}"
+
+
+def sse_event(obj: Mapping) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
+
+
+def sse_error(error: ApiError) -> bytes:
+    return sse_event(error.body())
+
+
+def cost_payload(*, token_type: str, amount: Decimal, usd: Decimal) -> dict:
+    """Our `usage.cost` extension: what the call was charged, as exact decimal strings."""
+    return {"token_type": token_type, "amount": str(amount), "usd": str(usd)}
+
+
+def usage_payload(
+    *, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0, cost: dict | None = None
+) -> dict:
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
+    }
+    if cost is not None:
+        usage["cost"] = cost
+    return usage
+
+
+@dataclass
+class _ToolCall:
+    id: str
+    name: str
+    arguments: str = ""
+
+
+class ChatCompletionAccumulator:
+    """Turns protocol delta frames into stream chunks and the final completion object.
+
+    `split_think` runs content through ThinkSplitter (for reasoning models whose engine leaves
+    <think> tags in the text); `in_think` says the template already opened <think> in the prompt.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        include_usage: bool = False,
+        split_think: bool = False,
+        in_think: bool = False,
+        id: str | None = None,
+        created: int | None = None,
+        fingerprint: str | None = None,
+    ):
+        self.id = id or completion_id()
+        self.model = model
+        self.created = created if created is not None else int(time.time())
+        self.system_fingerprint = fingerprint or system_fingerprint(model)
+        self.include_usage = include_usage
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls: dict[int, _ToolCall] = {}
+        self.tokens = 0  # completion tokens relayed, as the frames reported them
+        self._splitter = ThinkSplitter(in_think=in_think) if split_think else None
+        self._role_sent = False
+
+    def chunk(self, delta: dict, *, finish_reason: str | None = None) -> dict:
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def role_chunk(self) -> dict:
+        self._role_sent = True
+        return self.chunk({"role": "assistant", "content": ""})
+
+    def _text_chunks(self, reasoning: str, content: str) -> list[dict]:
+        chunks = []
+        if reasoning:
+            self.reasoning.append(reasoning)
+            chunks.append(self.chunk({"reasoning_content": reasoning}))
+        if content:
+            self.content.append(content)
+            chunks.append(self.chunk({"content": content}))
+        return chunks
+
+    def _tool_call_chunk(self, fragment: Mapping) -> dict:
+        index = int(fragment.get("index", 0))
+        arguments = fragment.get("arguments") or ""
+        call = self.tool_calls.get(index)
+        if call is None:
+            call = self.tool_calls[index] = _ToolCall(id=fragment.get("id") or tool_call_id(), name="")
+            call.name = fragment.get("name") or ""
+            call.arguments = arguments
+            entry = {
+                "index": index,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": arguments},
+            }
+        else:
+            call.arguments += arguments
+            entry = {"index": index, "function": {"arguments": arguments}}
+        return self.chunk({"tool_calls": [entry]})
+
+    def feed(self, frame: Mapping) -> list[dict]:
+        """The stream chunks for one delta frame (the role chunk first, once)."""
+        chunks = [] if self._role_sent else [self.role_chunk()]
+        self.tokens += int(frame.get("tokens") or 0)
+        reasoning = frame.get("reasoning") or ""
+        content = frame.get("content") or ""
+        if self._splitter is not None and content:
+            split_reasoning, content = self._splitter.feed(content)
+            reasoning += split_reasoning
+        chunks += self._text_chunks(reasoning, content)
+        for fragment in frame.get("tool_calls") or ():
+            chunks.append(self._tool_call_chunk(fragment))
+        return chunks
+
+    def finish_reason(self, reason: str) -> str:
+        if reason not in FINISH_REASONS:
+            reason = "stop"
+        return "tool_calls" if self.tool_calls and reason == "stop" else reason
+
+    def finish(self, *, finish_reason: str, usage: dict | None = None) -> list[dict]:
+        """The closing chunks: held-back text, the finish chunk, and the usage chunk when asked for."""
+        chunks = [] if self._role_sent else [self.role_chunk()]
+        if self._splitter is not None:
+            chunks += self._text_chunks(*self._splitter.flush())
+        chunks.append(self.chunk({}, finish_reason=self.finish_reason(finish_reason)))
+        if self.include_usage and usage is not None:
+            chunks.append(self.usage_chunk(usage))
+        return chunks
+
+    def usage_chunk(self, usage: dict) -> dict:
+        chunk = self.chunk({})
+        chunk["choices"] = []
+        chunk["usage"] = usage
+        return chunk
+
+    def message(self) -> dict:
+        if self._splitter is not None:
+            self._text_chunks(*self._splitter.flush())
+        content = "".join(self.content)
+        message: dict = {
+            "role": "assistant",
+            "content": None if self.tool_calls and not content else content,
+            "refusal": None,
+        }
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                for _, call in sorted(self.tool_calls.items())
+            ]
+        reasoning = "".join(self.reasoning)
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        return message
+
+    def completion(self, *, finish_reason: str, usage: dict | None = None) -> dict:
+        """The non-streaming `chat.completion` object."""
+        completion = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": self.message(),
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason(finish_reason),
+                }
+            ],
+        }
+        if usage is not None:
+            completion["usage"] = usage
+        return completion
