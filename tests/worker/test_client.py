@@ -1,0 +1,157 @@
+"""The worker process against a test-local platform peer: hello, jobs, concurrency, cancel, drain, reconnect."""
+
+import signal
+
+from tests.worker.conftest import KEY
+from tests.worker.peer import PlatformPeer, wait_for
+
+
+def _connected(peer, n=1):
+    return wait_for(lambda: len(peer.welcomed()) >= n and peer.welcomed()[n - 1], what=f"connection {n}")
+
+
+def _ended(conn, job_id):
+    return wait_for(
+        lambda: next((f for f in conn.for_job(job_id) if f["type"] in ("done", "error")), None), what=f"{job_id} end"
+    )
+
+
+def _text(conn, job_id):
+    return "".join(f.get("content", "") for f in conn.for_job(job_id) if f["type"] == "delta")
+
+
+def test_hello_carries_key_models_slots_and_hardware(peer, start_worker):
+    worker = start_worker(peer.url, "--slots", "3")
+    conn = _connected(peer)
+    hello = conn.of_type("hello")[0]
+    assert conn.headers["authorization"] == f"Bearer {KEY}"
+    assert hello["protocol"] == 1 and hello["worker_name"] == "test-worker"
+    assert hello["models"] == ["test-model"] and hello["slots"] == 3 and hello["engine"] == "scripted"
+    assert hello["version"] and hello["hardware"]["cores"] >= 1 and hello["hardware"]["cpu"]
+    assert "tests and benchmarks only" in wait_for(lambda: "SCRIPTED ENGINE" in worker.log() and worker.log())
+    wait_for(lambda: conn.of_type("heartbeat"), what="a heartbeat")
+
+
+def test_job_streams_deltas_then_done_with_usage(peer, start_worker):
+    start_worker(peer.url, "--scripted-rate", "0", "--scripted-tokens", "200")
+    conn = _connected(peer)
+    peer.job(conn, "job-1", "zebra says hi", max_tokens=500)
+    done = _ended(conn, "job-1")
+    deltas = [f for f in conn.for_job("job-1") if f["type"] == "delta"]
+    assert done["type"] == "done" and done["finish_reason"] == "stop"
+    assert done["usage"]["completion_tokens"] == 200 == sum(f["tokens"] for f in deltas)
+    assert _text(conn, "job-1") == "zebra " + " ".join(f"tok{i}" for i in range(1, 200))
+    # Tokens produced in a burst share frames instead of one frame per token.
+    assert len(deltas) < 200
+
+
+def test_max_tokens_cuts_with_length(peer, start_worker):
+    start_worker(peer.url, "--scripted-rate", "0")
+    conn = _connected(peer)
+    peer.job(conn, "job-short", "alpha", max_tokens=3)
+    done = _ended(conn, "job-short")
+    assert done["finish_reason"] == "length" and done["usage"]["completion_tokens"] == 3
+    assert _text(conn, "job-short") == "alpha tok1 tok2"
+
+
+def test_concurrent_jobs_interleave_without_cross_talk(peer, start_worker):
+    start_worker(peer.url, "--slots", "2", "--scripted-rate", "20", "--scripted-tokens", "20")
+    conn = _connected(peer)
+    peer.job(conn, "job-a", "apple pie")
+    peer.job(conn, "job-b", "banana split")
+    wait_for(lambda: any(set(h["running"]) == {"job-a", "job-b"} for h in conn.of_type("heartbeat")),
+             what="a heartbeat listing both jobs")  # fmt: skip
+    end_a, end_b = _ended(conn, "job-a"), _ended(conn, "job-b")
+    assert end_a["type"] == end_b["type"] == "done"
+    assert _text(conn, "job-a").startswith("apple tok1") and "banana" not in _text(conn, "job-a")
+    assert _text(conn, "job-b").startswith("banana tok1") and "apple" not in _text(conn, "job-b")
+    # Both ran at once: b's first delta came before a finished.
+    order = [(f["job_id"], f["type"]) for f in conn.frames if f.get("job_id")]
+    assert order.index(("job-b", "delta")) < order.index(("job-a", "done"))
+
+
+def test_a_job_beyond_the_slots_is_refused_as_overloaded(peer, start_worker):
+    start_worker(peer.url, "--slots", "1", "--scripted-rate", "10", "--scripted-tokens", "50")
+    conn = _connected(peer)
+    peer.job(conn, "job-1", "one")
+    wait_for(lambda: conn.for_job("job-1"), what="job-1 started")
+    peer.job(conn, "job-2", "two")
+    refusal = _ended(conn, "job-2")
+    assert refusal["type"] == "error" and refusal["code"] == "overloaded" and refusal["retryable"] is True
+
+
+def test_cancel_stops_the_job_early(peer, start_worker):
+    start_worker(peer.url, "--scripted-rate", "20", "--scripted-tokens", "400")
+    conn = _connected(peer)
+    peer.job(conn, "job-c", "cancel me", max_tokens=400)
+    wait_for(lambda: [f for f in conn.for_job("job-c") if f["type"] == "delta"], what="first delta")
+    peer.send(conn, {"type": "cancel", "job_id": "job-c"})
+    end = _ended(conn, "job-c")
+    assert end["type"] == "error" and end["code"] == "cancelled"
+    sent = sum(f["tokens"] for f in conn.for_job("job-c") if f["type"] == "delta")
+    assert sent < 400
+    assert not [f for f in conn.for_job("job-c") if conn.frames.index(f) > conn.frames.index(end)]
+
+
+def test_tool_call_fragments_reassemble(peer, start_worker):
+    start_worker(peer.url, "--scripted-rate", "0")
+    conn = _connected(peer)
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}  # fmt: skip
+    peer.job(conn, "job-t", "Paris weather", tools=[tool], tool_choice="required")
+    done = _ended(conn, "job-t")
+    fragments = [t for f in conn.for_job("job-t") if f["type"] == "delta" for t in f.get("tool_calls", [])]
+    assert done["finish_reason"] == "tool_calls"
+    assert fragments[0]["id"] and fragments[0]["name"] == "get_weather"
+    assert "".join(t.get("arguments", "") for t in fragments) == '{"city": "Paris"}'
+
+
+def test_sigterm_drains_running_jobs_then_exits_zero(peer, start_worker):
+    worker = start_worker(peer.url, "--scripted-rate", "20", "--scripted-tokens", "30")
+    conn = _connected(peer)
+    peer.job(conn, "job-d", "drain test")
+    wait_for(lambda: conn.for_job("job-d"), what="job started")
+    worker.signal(signal.SIGTERM)
+    wait_for(lambda: conn.of_type("draining"), what="draining frame")
+    peer.job(conn, "job-late", "too late")
+    late = _ended(conn, "job-late")
+    assert late["type"] == "error" and late["code"] == "overloaded" and late["retryable"] is True
+    assert _ended(conn, "job-d")["type"] == "done"
+    assert worker.popen.wait(20) == 0
+    assert conn.ws.close_code == 1000
+    assert len(peer.connections) == 1
+
+
+def test_bad_key_close_4001_exits_nonzero_without_retry(start_worker):
+    peer = PlatformPeer(reject_with=4001)
+    try:
+        worker = start_worker(peer.url)
+        assert worker.popen.wait(20) != 0
+        assert "API key" in worker.log()
+        assert len(peer.connections) == 1
+    finally:
+        peer.stop()
+
+
+def test_reconnects_with_growing_backoff_after_drops(start_worker):
+    peer = PlatformPeer(reject_with=4003)  # protocol violation: reconnect with backoff
+    try:
+        worker = start_worker(peer.url)
+        wait_for(lambda: len(peer.connections) >= 4, timeout=30, what="three reconnects")
+        opened = [c.opened_at for c in peer.connections]
+        closed = [c.closed_at for c in peer.connections]
+        # 1 s, 2 s, 4 s, each with at most 50% jitter below.
+        for attempt in range(3):
+            assert opened[attempt + 1] - closed[attempt] >= 0.5 * 2**attempt - 0.05
+        assert worker.alive()
+    finally:
+        peer.stop()
+
+
+def test_reconnects_after_a_drop_and_serves_again(peer, start_worker):
+    start_worker(peer.url, "--scripted-rate", "0")
+    first = _connected(peer)
+    peer.close(first, 1012, "restarting")
+    second = _connected(peer, 2)
+    peer.job(second, "job-r", "again")
+    assert _ended(second, "job-r")["type"] == "done"
