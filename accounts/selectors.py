@@ -39,9 +39,14 @@ def api_key_authenticate(raw_key: str | None) -> ApiKey | None:
     return api_key
 
 
+def api_key_for_user(*, user) -> ApiKey | None:
+    """The account's key (enabled or not), or None for accounts made without signup (createsuperuser)."""
+    return ApiKey.objects.filter(user=user).first()
+
+
 def scope_headers(scope: Mapping) -> dict[str, str]:
     """ASGI scope headers as a lower-cased dict, for `api_key_from_headers`."""
     return {name.decode("latin1").lower(): value.decode("latin1") for name, value in scope.get("headers", [])}
 
 
-__all__ = ["api_key_authenticate", "api_key_from_headers", "hash_secret", "scope_headers"]
+__all__ = ["api_key_authenticate", "api_key_for_user", "api_key_from_headers", "hash_secret", "scope_headers"]

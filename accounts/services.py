@@ -5,6 +5,14 @@ from django.utils import timezone
 from accounts.keys import decrypt_key, encrypt_key, generate_key, hash_secret
 from accounts.models import ApiKey, ApiKeyAuditEvent, User
 
+# disabled_reason written when the owner disables their own key; any other reason (an operator's,
+# the platform's) means the owner cannot re-enable it from the dashboard.
+OWNER_DISABLED = "disabled by owner"
+
+
+class ApiKeyLocked(Exception):
+    """The owner tried to re-enable a key someone else disabled."""
+
 
 @transaction.atomic
 def user_signup(*, email: str, password: str) -> User:
@@ -19,11 +27,9 @@ def user_signup(*, email: str, password: str) -> User:
 
 
 def _signup_hooks(user: User) -> None:
-    """Grants that come with a new account (billing's starter grant)."""
-    try:
-        from billing.services import starter_grant_credit
-    except ImportError:
-        return
+    """Grants that come with a new account: its wallets and billing's starter grant."""
+    from billing.services import starter_grant_credit
+
     starter_grant_credit(user=user)
 
 
@@ -45,13 +51,14 @@ def api_key_create(*, user: User) -> tuple[ApiKey, str]:
 
 
 @transaction.atomic
-def api_key_reveal(*, api_key: ApiKey, actor: User) -> str:
-    _audit(api_key, ApiKeyAuditEvent.Action.REVEALED, actor)
+def api_key_reveal(*, api_key: ApiKey, actor: User | None, reason: str = "") -> str:
+    """The raw key; every reveal is audited (actor None: an operator's command line)."""
+    _audit(api_key, ApiKeyAuditEvent.Action.REVEALED, actor, reason)
     return decrypt_key(api_key.encrypted_key)
 
 
 @transaction.atomic
-def api_key_regenerate(*, api_key: ApiKey, actor: User) -> str:
+def api_key_regenerate(*, api_key: ApiKey, actor: User | None) -> str:
     """A new secret and lookup id; the old key stops authenticating at once."""
     api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
     raw, parsed = generate_key()
@@ -66,9 +73,12 @@ def api_key_regenerate(*, api_key: ApiKey, actor: User) -> str:
 
 @transaction.atomic
 def api_key_disable(*, api_key: ApiKey, actor: User | None, reason: str = "") -> ApiKey:
+    """An operator's reason on an already-disabled key survives the owner disabling it again."""
     api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    locked = not api_key.is_enabled and api_key.disabled_reason not in ("", OWNER_DISABLED)
+    if not (locked and reason == OWNER_DISABLED):
+        api_key.disabled_reason = reason[:64]
     api_key.is_enabled = False
-    api_key.disabled_reason = reason[:64]
     api_key.save(update_fields=["is_enabled", "disabled_reason"])
     _audit(api_key, ApiKeyAuditEvent.Action.DISABLED, actor, reason)
     return api_key
@@ -76,7 +86,11 @@ def api_key_disable(*, api_key: ApiKey, actor: User | None, reason: str = "") ->
 
 @transaction.atomic
 def api_key_enable(*, api_key: ApiKey, actor: User | None, reason: str = "") -> ApiKey:
+    """Raises ApiKeyLocked when the owner re-enables a key disabled by someone else (an operator)."""
     api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    is_owner = actor is not None and actor.pk == api_key.user_id and not actor.is_staff
+    if is_owner and api_key.disabled_reason not in ("", OWNER_DISABLED):
+        raise ApiKeyLocked(api_key.disabled_reason)
     api_key.is_enabled = True
     api_key.disabled_reason = ""
     api_key.save(update_fields=["is_enabled", "disabled_reason"])

@@ -10,4 +10,8 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("dashboard/api-key/reveal", views.api_key_reveal_view, name="api_key_reveal"),
+    path("dashboard/api-key/regenerate", views.api_key_regenerate_view, name="api_key_regenerate"),
+    path("dashboard/api-key/disable", views.api_key_disable_view, name="api_key_disable"),
+    path("dashboard/api-key/enable", views.api_key_enable_view, name="api_key_enable"),
 ]

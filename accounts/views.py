@@ -1,10 +1,28 @@
+from functools import wraps
+
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
-from accounts.forms import SignupForm
-from accounts.services import user_signup
+from accounts.forms import EMAIL_TAKEN, SignupForm
+from accounts.models import ApiKey
+from accounts.selectors import api_key_for_user
+from accounts.services import (
+    OWNER_DISABLED,
+    ApiKeyLocked,
+    api_key_create,
+    api_key_disable,
+    api_key_enable,
+    api_key_regenerate,
+    api_key_reveal,
+    user_signup,
+)
+from sogni_platform.exceptions import error_body
 
 
 def home(request):
@@ -12,11 +30,17 @@ def home(request):
 
 
 def signup(request):
+    if request.user.is_authenticated:
+        return redirect("accounts:dashboard")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = user_signup(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("accounts:dashboard")
+        try:
+            user = user_signup(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
+        except IntegrityError:  # the same email signed up concurrently
+            form.add_error("email", EMAIL_TAKEN)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("accounts:dashboard")
     return render(request, "accounts/signup.html", {"form": form})
 
 
@@ -29,6 +53,89 @@ class LogoutView(auth_views.LogoutView):
     pass
 
 
+def _first_model_id() -> str:
+    from inference.selectors import model_list
+
+    model = next(iter(model_list()), None)
+    return model.id if model is not None else "MODEL_ID"
+
+
 @login_required
 def dashboard(request):
-    return render(request, "accounts/dashboard.html", {"api_key": request.user.api_key})
+    return render(
+        request,
+        "accounts/dashboard.html",
+        {
+            "api_key": api_key_for_user(user=request.user),
+            "base_url": request.build_absolute_uri("/v1"),
+            "example_model": _first_model_id(),
+        },
+    )
+
+
+# The dialog's endpoints: POST only, CSRF-checked by the middleware, session login required, and they
+# act on request.user's own key only (they take no key id, so there is no other key to name).
+
+
+def _error(message: str, status: int, code: str) -> JsonResponse:
+    return JsonResponse(error_body(message, type="invalid_request_error", code=code), status=status)
+
+
+def _key_state(api_key: ApiKey, message: str, raw: str | None = None) -> JsonResponse:
+    body = {"masked": api_key.masked, "enabled": api_key.is_enabled, "message": message}
+    if raw is not None:
+        body["key"] = raw
+    return JsonResponse(body)
+
+
+def _owner_key_action(action):
+    @wraps(action)
+    @never_cache
+    @require_POST
+    def view(request):
+        if not request.user.is_authenticated:
+            return _error("Log in to manage your API key.", 401, "not_authenticated")
+        return action(request, api_key_for_user(user=request.user))
+
+    return view
+
+
+def _no_key() -> JsonResponse:
+    return _error("You have no API key yet. Use Regenerate to create one.", 404, "no_api_key")
+
+
+@_owner_key_action
+def api_key_reveal_view(request, api_key: ApiKey | None):
+    if api_key is None:
+        return _no_key()
+    raw = api_key_reveal(api_key=api_key, actor=request.user)
+    return _key_state(api_key, "Key revealed. Keep it secret.", raw)
+
+
+@_owner_key_action
+def api_key_regenerate_view(request, api_key: ApiKey | None):
+    if api_key is None:
+        api_key, raw = api_key_create(user=request.user)
+        return _key_state(api_key, "API key created. Copy it now.", raw)
+    raw = api_key_regenerate(api_key=api_key, actor=request.user)
+    api_key.refresh_from_db()
+    return _key_state(api_key, "New key generated. The old key no longer works.", raw)
+
+
+@_owner_key_action
+def api_key_disable_view(request, api_key: ApiKey | None):
+    if api_key is None:
+        return _no_key()
+    api_key = api_key_disable(api_key=api_key, actor=request.user, reason=OWNER_DISABLED)
+    return _key_state(api_key, "Key disabled. API calls with it are refused until you enable it.")
+
+
+@_owner_key_action
+def api_key_enable_view(request, api_key: ApiKey | None):
+    if api_key is None:
+        return _no_key()
+    try:
+        api_key = api_key_enable(api_key=api_key, actor=request.user)
+    except ApiKeyLocked:
+        return _error("An operator disabled this key. Contact support to enable it.", 403, "api_key_locked")
+    return _key_state(api_key, "Key enabled. API calls with it are accepted again.")
