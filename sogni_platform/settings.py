@@ -11,6 +11,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 
 from sogni_platform.env import env_bool, env_int, env_list, env_secret, env_str, random_secret
+from sogni_platform.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("SOGNI_DATA_DIR", str(BASE_DIR / "data")))
@@ -45,13 +46,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "channels",
     "accounts",
     "billing",
     "inference",
+    "ratelimits",
 ]
 
 MIDDLEWARE = [
+    "sogni_platform.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -159,13 +163,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "sogni_platform.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["ratelimits.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+# Limits and observability (README "Rate limits, metrics and the API document").
+# Per API key (one per account), per minute; 0 = unlimited; operators override per account.
+RATE_LIMIT_RPM = env_int("RATE_LIMIT_RPM", 60)
+RATE_LIMIT_TPM = env_int("RATE_LIMIT_TPM", 100_000)
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Sogni Intelligence API",
+    "DESCRIPTION": "OpenAI-compatible inference on a network of third-party GPU workers.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/v1",
+    "DISABLE_ERRORS_AND_WARNINGS": True,  # views without serializers are completed by the hook
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "sogni_platform.openapi.postprocess"],
 }

@@ -2,9 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from sogni_platform.health import healthz
+from sogni_platform.metrics_views import metrics_view
+from sogni_platform.openapi import OpenApiDocumentView
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("v1/openapi.json", OpenApiDocumentView.as_view(), name="openapi"),
     path("admin/", admin.site.urls),
     path("v1/", include("inference.urls")),
     path("", include("accounts.urls")),

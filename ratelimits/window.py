@@ -1,0 +1,130 @@
+"""Sliding 60-second windows of per-second buckets, in Redis (atomic Lua) or in this process.
+
+A window is a hash {unix second: amount}. One call drops buckets older than the window, sums the
+rest and, by mode, checks and/or adds in the same atomic step, so concurrent daphne processes
+never both take the last slot. Redis's clock is the one clock for every process.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sogni_platform.redis_clients import redis_async, redis_sync
+
+WINDOW_SECONDS = 60
+
+
+class Mode(StrEnum):
+    CHECK_ADD = "check_add"  # add `amount` only if it fits (requests)
+    CHECK = "check"  # would `amount` fit? adds nothing (a token estimate before the work)
+    ADD = "add"  # add unconditionally (tokens actually used)
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    allowed: bool
+    used: int  # in the window, after this call
+    retry_after: int  # seconds until `amount` would fit (0 when allowed)
+    reset: int  # seconds until the window is empty again
+
+
+_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local mode = ARGV[4]
+local now = tonumber(redis.call('TIME')[1])
+local flat = redis.call('HGETALL', KEYS[1])
+local used, secs, counts = 0, {}, {}
+for i = 1, #flat, 2 do
+  local sec, n = tonumber(flat[i]), tonumber(flat[i + 1])
+  if sec <= now - window then
+    redis.call('HDEL', KEYS[1], flat[i])
+  else
+    used = used + n
+    secs[#secs + 1] = sec
+    counts[sec] = n
+  end
+end
+local allowed = 1
+if mode ~= 'add' and used + amount > limit then
+  allowed = 0
+elseif mode ~= 'check' and amount > 0 then
+  redis.call('HINCRBY', KEYS[1], now, amount)
+  redis.call('EXPIRE', KEYS[1], window + 1)
+  used = used + amount
+  if not counts[now] then secs[#secs + 1] = now end
+  counts[now] = (counts[now] or 0) + amount
+end
+table.sort(secs)
+local retry = 0
+if allowed == 0 then
+  retry = window
+  local freed = 0
+  for _, sec in ipairs(secs) do
+    freed = freed + counts[sec]
+    if used - freed + amount <= limit then
+      retry = sec + window - now
+      break
+    end
+  end
+end
+local reset = 0
+if #secs > 0 then reset = secs[#secs] + window - now end
+return {allowed, used, retry, reset}
+"""
+
+
+def _evaluate(buckets: dict[int, int], *, now: int, limit: int, amount: int, mode: Mode) -> WindowResult:
+    """The Lua script's logic for the in-process store; mutates `buckets`."""
+    for sec in [sec for sec in buckets if sec <= now - WINDOW_SECONDS]:
+        del buckets[sec]
+    used = sum(buckets.values())
+    allowed = True
+    if mode != Mode.ADD and used + amount > limit:
+        allowed = False
+    elif mode != Mode.CHECK and amount > 0:
+        buckets[now] = buckets.get(now, 0) + amount
+        used += amount
+    retry = 0
+    if not allowed:
+        retry, freed = WINDOW_SECONDS, 0
+        for sec in sorted(buckets):
+            freed += buckets[sec]
+            if used - freed + amount <= limit:
+                retry = sec + WINDOW_SECONDS - now
+                break
+    reset = max(buckets) + WINDOW_SECONDS - now if buckets else 0
+    return WindowResult(allowed=allowed, used=used, retry_after=retry, reset=reset)
+
+
+_local: dict[str, dict[int, int]] = {}
+_local_lock = threading.Lock()
+
+
+def _local_hit(key: str, limit: int, amount: int, mode: Mode) -> WindowResult:
+    with _local_lock:
+        return _evaluate(_local.setdefault(key, {}), now=int(time.time()), limit=limit, amount=amount, mode=mode)
+
+
+def _result(raw) -> WindowResult:
+    allowed, used, retry, reset = (int(value) for value in raw)
+    return WindowResult(allowed=bool(allowed), used=used, retry_after=retry, reset=reset)
+
+
+def window_hit(*, key: str, limit: int, amount: int, mode: Mode) -> WindowResult:
+    """Raises redis errors; the caller decides what an unreachable Redis means."""
+    client = redis_sync()
+    if client is None:
+        return _local_hit(key, limit, amount, mode)
+    script = client.register_script(_SCRIPT)  # EVALSHA, loading the script on NOSCRIPT
+    return _result(script(keys=[key], args=[limit, amount, WINDOW_SECONDS, str(mode)]))
+
+
+async def window_hit_async(*, key: str, limit: int, amount: int, mode: Mode) -> WindowResult:
+    client = redis_async()
+    if client is None:
+        return _local_hit(key, limit, amount, mode)
+    script = client.register_script(_SCRIPT)
+    return _result(await script(keys=[key], args=[limit, amount, WINDOW_SECONDS, str(mode)]))

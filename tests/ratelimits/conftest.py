@@ -1,0 +1,14 @@
+import pytest
+
+from accounts.services import api_key_reveal, user_signup
+
+
+@pytest.fixture
+def account():
+    """A new account and its raw API key."""
+
+    def make(email: str = "limits@example.com"):
+        user = user_signup(email=email, password="correct horse battery")
+        return user, api_key_reveal(api_key=user.api_key, actor=user)
+
+    return make
