@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from billing import urls as billing_urls
 from sogni_platform.health import healthz
 from sogni_platform.metrics_views import metrics_view
 from sogni_platform.openapi import OpenApiDocumentView
@@ -10,6 +11,9 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("v1/openapi.json", OpenApiDocumentView.as_view(), name="openapi"),
     path("admin/", admin.site.urls),
+    path("v1/account/", include(billing_urls.api_urlpatterns)),
+    path("webhooks/stripe/", include(billing_urls.webhook_urlpatterns)),
+    path("billing/", include("billing.urls")),
     path("v1/", include("inference.urls")),
     path("", include("accounts.urls")),
 ]

@@ -1,0 +1,108 @@
+"""Reads: balances, transactions, the daily bonus clock, the token type of a request, ledger invariants."""
+
+import datetime
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.paginator import Page, Paginator
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import TokenType, TokenTypePreference, User
+from billing.models import ZERO, DailyBonusClaim, Hold, LedgerEntry, Wallet
+from sogni_platform.exceptions import ApiError
+
+
+@dataclass(frozen=True)
+class WalletView:
+    token_type: str
+    label: str
+    balance: Decimal
+    held: Decimal
+    available: Decimal
+    usd_per_token: Decimal | None
+
+    def usd(self, amount: Decimal) -> Decimal | None:
+        return None if self.usd_per_token is None else amount * self.usd_per_token
+
+    @property
+    def usd_available(self) -> Decimal | None:
+        return self.usd(self.available)
+
+
+def wallet_views(*, user: User) -> list[WalletView]:
+    """Both wallets of `user` (zero where none exists yet), Spark first."""
+    from billing.pricing import usd_per_token
+
+    rows = {w.token_type: w for w in Wallet.objects.filter(user=user)}
+    views = []
+    for token_type, label in TokenType.choices:
+        wallet = rows.get(token_type) or Wallet(user=user, token_type=token_type)
+        try:
+            rate = usd_per_token(token_type)
+        except LookupError:
+            rate = None
+        views.append(WalletView(token_type, label, wallet.balance, wallet.held, wallet.available, rate))
+    return views
+
+
+def ledger_page(*, user: User, page: int | str | None = 1, per_page: int = 10) -> Page:
+    entries = LedgerEntry.objects.filter(wallet__user=user).select_related("wallet").order_by("-created_at", "-id")
+    return Paginator(entries, per_page).get_page(page)
+
+
+def next_daily_bonus_at(*, now: datetime.datetime | None = None) -> datetime.datetime:
+    """The next UTC midnight: when a new daily bonus can be claimed."""
+    now = (now or timezone.now()).astimezone(datetime.UTC)
+    return datetime.datetime.combine(now.date() + datetime.timedelta(days=1), datetime.time(), tzinfo=datetime.UTC)
+
+
+def daily_bonus_claimed_today(*, user: User, now: datetime.datetime | None = None) -> bool:
+    day = (now or timezone.now()).astimezone(datetime.UTC).date()
+    return DailyBonusClaim.objects.filter(user=user, day=day).exists()
+
+
+def token_type_requested(*, body_value: object, header_value: str | None, user: User) -> str:
+    """spark, sogni or auto: the body's `token_type`, else the X-Token-Type header, else the account default.
+
+    A value present but not one of those is a 400 naming its source.
+    """
+    for value, param in ((body_value, "token_type"), (header_value, "X-Token-Type")):
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or value.strip().lower() not in TokenTypePreference.values:
+            raise ApiError(f"{param} must be one of spark, sogni, auto.", param=param, code="invalid_token_type")
+        return value.strip().lower()
+    return user.default_token_type or TokenTypePreference.AUTO
+
+
+def ledger_invariant_violations() -> list[str]:
+    """Every wallet: its ledger sums to its balance and held amount, held equals its open holds, nothing negative."""
+    problems = []
+    entry_sums = {
+        row["wallet_id"]: row
+        for row in LedgerEntry.objects.values("wallet_id").annotate(amount=Sum("amount"), held=Sum("held_change"))
+    }
+    open_holds = {
+        row["wallet_id"]: row["total"]
+        for row in Hold.objects.filter(status=Hold.Status.OPEN).values("wallet_id").annotate(total=Sum("amount"))
+    }
+    for wallet in Wallet.objects.all():
+        sums = entry_sums.get(wallet.pk, {"amount": ZERO, "held": ZERO})
+        if sums["amount"] != wallet.balance:
+            problems.append(f"wallet {wallet.pk}: ledger sums to {sums['amount']}, balance is {wallet.balance}")
+        if sums["held"] != wallet.held:
+            problems.append(f"wallet {wallet.pk}: ledger holds sum to {sums['held']}, held is {wallet.held}")
+        if open_holds.get(wallet.pk, ZERO) != wallet.held:
+            problems.append(f"wallet {wallet.pk}: open holds sum to {open_holds.get(wallet.pk)}, held is {wallet.held}")
+        if wallet.held < 0 or wallet.balance < wallet.held:
+            problems.append(f"wallet {wallet.pk}: balance {wallet.balance}, held {wallet.held}")
+    last = {}
+    for entry in LedgerEntry.objects.order_by("wallet_id", "id").only("wallet_id", "balance_after", "amount"):
+        previous = last.get(entry.wallet_id, ZERO)
+        if previous + entry.amount != entry.balance_after:
+            problems.append(
+                f"ledger entry {entry.pk}: balance_after {entry.balance_after} != {previous} + {entry.amount}"
+            )
+        last[entry.wallet_id] = entry.balance_after
+    return problems

@@ -1,0 +1,166 @@
+"""Wallets and the ledger through billing's public services: grants, holds, settlement, rewards."""
+
+import datetime
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from accounts.models import TokenType
+from billing.models import Hold, LedgerEntry, Wallet
+from billing.pricing import estimate_usd
+from billing.selectors import token_type_requested
+from billing.services import (
+    AdjustmentRejected,
+    DailyBonusAlreadyClaimed,
+    daily_bonus_claim,
+    job_hold,
+    job_release,
+    job_settle,
+    starter_grant_credit,
+    wallet_adjust,
+)
+from inference.models import LlmModel
+from sogni_platform.exceptions import ApiError, InsufficientBalance
+
+pytestmark = pytest.mark.django_db
+MODEL_ID = "qwen3.5-35b-a3b-gguf-q4km"
+
+
+def wallet(user, token_type=TokenType.SPARK) -> Wallet:
+    return Wallet.objects.get(user=user, token_type=token_type)
+
+
+@pytest.fixture
+def model(catalog):
+    return LlmModel.objects.get(pk=MODEL_ID)
+
+
+def test_signup_grants_100_spark_once_and_opens_both_wallets(make_user, settings):
+    user = make_user()
+    assert wallet(user).balance == Decimal("100")
+    assert wallet(user, TokenType.SOGNI).balance == 0
+    starter_grant_credit(user=user)
+    assert wallet(user).balance == Decimal("100")
+    assert list(LedgerEntry.objects.filter(wallet__user=user).values_list("kind", flat=True)) == ["starter_grant"]
+
+    settings.STARTER_GRANT_SPARK = Decimal("7.5")
+    assert wallet(make_user()).balance == Decimal("7.5")
+
+
+def test_estimate_is_exact_at_the_seeded_qwen_prices(model):
+    # 1000 x $0.30/1M + 100 x $0.90/1M
+    assert estimate_usd(model=model, prompt_tokens=1000, max_tokens=100) == Decimal("0.00039")
+    assert estimate_usd(model=model, prompt_tokens=1, max_tokens=0) == Decimal("0.0000003")
+
+
+def test_hold_settle_charges_usage_releases_rest_and_rewards_the_worker(make_user, model, sogni_rate):
+    user, operator = make_user(), make_user()
+    hold = job_hold(user=user, job_id="job-1", model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark")
+    # $0.0003 + $0.0009 = $0.0012 = 0.24 Spark
+    assert hold.amount == Decimal("0.24")
+    assert (wallet(user).balance, wallet(user).held) == (Decimal("100"), Decimal("0.24"))
+
+    settled = job_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=10, worker_owner=operator)
+    # $0.0003 + 10 x $0.0000009 = $0.000309 = 0.0618 Spark
+    assert settled.status == Hold.Status.SETTLED
+    assert settled.charged == Decimal("0.0618")
+    assert (wallet(user).balance, wallet(user).held) == (Decimal("99.9382"), Decimal("0"))
+    # 70% of $0.000309 at $0.01 per SOGNI
+    assert wallet(operator, TokenType.SOGNI).balance == Decimal("0.02163")
+    kinds = list(LedgerEntry.objects.filter(job_id="job-1").order_by("id").values_list("kind", flat=True))
+    assert kinds == ["hold", "charge", "release", "reward"]
+
+    again = job_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=1000, worker_owner=operator)
+    assert again.charged == Decimal("0.0618")
+    assert job_release(job_id="job-1").status == Hold.Status.SETTLED
+    assert wallet(user).balance == Decimal("99.9382")
+    assert LedgerEntry.objects.filter(job_id="job-1").count() == 4
+
+
+def test_settle_never_charges_more_than_the_hold(make_user, model):
+    user = make_user()
+    job_hold(user=user, job_id="job-2", model=model, prompt_tokens=10, max_tokens=5, token_type="spark")
+    hold = job_settle(job_id="job-2", prompt_tokens=10_000, completion_tokens=10_000)
+    assert hold.charged == hold.amount
+    assert wallet(user).balance == Decimal("100") - hold.amount
+    assert wallet(user).held == 0
+
+
+def test_hold_is_idempotent_on_job_id_and_release_gives_everything_back(make_user, model):
+    user = make_user()
+    first = job_hold(user=user, job_id="job-3", model=model, prompt_tokens=100, max_tokens=100, token_type="auto")
+    second = job_hold(user=user, job_id="job-3", model=model, prompt_tokens=100, max_tokens=100, token_type="auto")
+    assert first.pk == second.pk
+    assert wallet(user).held == first.amount
+    assert job_release(job_id="job-3").status == Hold.Status.RELEASED
+    assert job_release(job_id="job-3").status == Hold.Status.RELEASED
+    assert (wallet(user).balance, wallet(user).held) == (Decimal("100"), Decimal("0"))
+
+
+def test_auto_pays_with_sogni_when_spark_is_short_and_refuses_when_both_are(make_user, model, sogni_rate):
+    user, admin = make_user(), make_user()
+    # 200,000 output tokens at $0.90/1M = $0.18 = 36 Spark = 18 SOGNI.
+    wallet_adjust(wallet=wallet(user), amount=Decimal("-80"), reason="test", operator=admin, key="a")
+    wallet_adjust(wallet=wallet(user, TokenType.SOGNI), amount=Decimal("20"), reason="test", operator=admin, key="b")
+    hold = job_hold(user=user, job_id="job-4", model=model, prompt_tokens=0, max_tokens=200_000, token_type="auto")
+    assert hold.token_type == TokenType.SOGNI
+    assert hold.amount == Decimal("18")
+
+    with pytest.raises(InsufficientBalance) as refused:
+        job_hold(user=user, job_id="job-5", model=model, prompt_tokens=0, max_tokens=200_000, token_type="auto")
+    assert refused.value.status == 402
+    assert not Hold.objects.filter(job_id="job-5").exists()
+    with pytest.raises(InsufficientBalance):
+        job_hold(user=user, job_id="job-6", model=model, prompt_tokens=0, max_tokens=200_000, token_type="spark")
+    with pytest.raises(ApiError):
+        job_hold(user=user, job_id="job-7", model=model, prompt_tokens=0, max_tokens=1, token_type="gold")
+    assert wallet(user).held == 0
+    assert wallet(user, TokenType.SOGNI).held == Decimal("18")
+
+
+def test_daily_bonus_once_per_utc_day(make_user):
+    user = make_user()
+    morning = datetime.datetime(2026, 3, 1, 0, 5, tzinfo=datetime.UTC)
+    daily_bonus_claim(user=user, now=morning)
+    assert wallet(user).balance == Decimal("150")
+    with pytest.raises(DailyBonusAlreadyClaimed) as refused:
+        daily_bonus_claim(user=user, now=morning + datetime.timedelta(hours=23))
+    assert refused.value.next_claim_at == datetime.datetime(2026, 3, 2, tzinfo=datetime.UTC)
+    daily_bonus_claim(user=user, now=datetime.datetime(2026, 3, 2, 0, 0, tzinfo=datetime.UTC))
+    assert wallet(user).balance == Decimal("200")
+
+
+def test_adjustment_records_reason_and_operator_and_cannot_overdraw(make_user):
+    user, operator = make_user(), make_user()
+    entry = wallet_adjust(
+        wallet=wallet(user), amount=Decimal("-0.5"), reason="goodwill undo", operator=operator, key="k"
+    )
+    assert (entry.kind, entry.memo, entry.operator, entry.balance_after) == (
+        "adjustment",
+        "goodwill undo",
+        operator,
+        Decimal("99.5"),
+    )
+    with pytest.raises(AdjustmentRejected):
+        wallet_adjust(wallet=wallet(user), amount=Decimal("-100"), reason="too much", operator=operator, key="k2")
+    assert wallet(user).balance == Decimal("99.5")
+
+
+def test_database_forbids_negative_available_balance(make_user):
+    user = make_user()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.filter(pk=wallet(user).pk).update(held=Decimal("100.000000000001"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Wallet.objects.filter(pk=wallet(user).pk).update(held=Decimal("-1"))
+
+
+def test_token_type_body_beats_header_beats_account_default(make_user):
+    user = make_user()
+    user.default_token_type = "sogni"
+    assert token_type_requested(body_value="spark", header_value="sogni", user=user) == "spark"
+    assert token_type_requested(body_value=None, header_value="Auto", user=user) == "auto"
+    assert token_type_requested(body_value=None, header_value=None, user=user) == "sogni"
+    with pytest.raises(ApiError) as bad:
+        token_type_requested(body_value=3, header_value=None, user=user)
+    assert bad.value.param == "token_type"
