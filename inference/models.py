@@ -1,5 +1,7 @@
+import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -29,3 +31,98 @@ class LlmModel(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class Worker(models.Model):
+    """A GPU worker an operator runs; one row per (owner, name), reused when it reconnects.
+
+    `channel_name` is the channel-layer address of its current connection; slots held by jobs of an
+    earlier connection are never counted against the current one.
+    """
+
+    class Status(models.TextChoices):
+        ONLINE = "online"
+        OFFLINE = "offline"
+        DRAINING = "draining"
+        BANNED = "banned"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workers")
+    name = models.CharField(max_length=64)
+    served_models = models.ManyToManyField(LlmModel, related_name="workers", blank=True)
+    slots = models.PositiveSmallIntegerField(default=1)
+    in_flight = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
+    channel_name = models.CharField(max_length=200, blank=True)
+    engine = models.CharField(max_length=64, blank=True)
+    version = models.CharField(max_length=64, blank=True)
+    hardware = models.JSONField(default=dict, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["owner_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="inference_worker_owner_name_unique"),
+            models.CheckConstraint(
+                condition=models.Q(in_flight__gte=0) & models.Q(in_flight__lte=models.F("slots")),
+                name="inference_worker_in_flight_within_slots",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "in_flight"], name="inference_worker_status_load")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.owner})"
+
+
+class Job(models.Model):
+    """One chat completion: queued → assigned → running → completed | failed | cancelled."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        ASSIGNED = "assigned"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.ASSIGNED, Status.RUNNING)
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    public_id = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    model = models.ForeignKey(LlmModel, on_delete=models.PROTECT, related_name="jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    request = models.JSONField(default=dict)
+    stream = models.BooleanField(default=False)
+    max_tokens = models.PositiveIntegerField()
+    prompt_tokens_estimate = models.PositiveIntegerField(default=0)
+    token_type = models.CharField(max_length=8, default="auto")
+    reply_channel = models.CharField(max_length=200)
+    worker = models.ForeignKey(Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    # The worker connection the job was sent to; only that connection may speak for it.
+    worker_channel = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=16, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["model", "status", "created_at"], name="inference_job_model_queue"),
+            models.Index(fields=["worker_channel", "status"], name="inference_job_connection"),
+            models.Index(fields=["user", "created_at"], name="inference_job_user_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} ({self.status})"

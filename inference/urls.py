@@ -1,8 +1,9 @@
 from django.urls import path
 
-from inference import apis
+from inference import apis, views
 
 urlpatterns = [
+    path("chat/completions", views.chat_completions, name="chat-completions"),
     path("models", apis.ModelListApi.as_view(), name="model-list"),
     path("models/<path:model_id>", apis.ModelDetailApi.as_view(), name="model-detail"),
 ]

@@ -130,7 +130,8 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # A reply channel may hold a whole answer's deltas while its reader is slow.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}}
 
 # Celery: over Redis when REDIS_URL is set, else eager in the web process.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -147,6 +148,15 @@ CELERY_BEAT_SCHEDULE: dict = {}
 # API
 # Largest request body /v1/chat/completions accepts (413 above it).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024)
+
+# Inference: dispatch, worker sockets, relay (README "Worker network (platform side)").
+JOB_QUEUE_TIMEOUT = float(env_str("JOB_QUEUE_TIMEOUT", "30"))
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+SSE_KEEPALIVE_SECONDS = float(env_str("SSE_KEEPALIVE_SECONDS", "10"))
+WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "5"))
+WORKER_HELLO_TIMEOUT = float(env_str("WORKER_HELLO_TIMEOUT", "10"))
+WORKER_MAX_MESSAGE_BYTES = env_int("WORKER_MAX_MESSAGE_BYTES", 64 * 1024)
+WORKER_MAX_MESSAGES_PER_SECOND = env_int("WORKER_MAX_MESSAGES_PER_SECOND", 2000)
 
 # Billing (README "Wallets and billing"). Stripe is optional: without keys top-ups are off.
 STARTER_GRANT_SPARK = Decimal(env_str("STARTER_GRANT_SPARK", "100"))

@@ -1,0 +1,64 @@
+"""Operators' view of the catalog, the worker registry and jobs (workers and jobs read-mostly)."""
+
+from django.contrib import admin, messages
+
+from inference.models import Job, LlmModel, Worker
+from inference.services import worker_ban
+
+
+@admin.register(LlmModel)
+class LlmModelAdmin(admin.ModelAdmin):
+    list_display = ["id", "display_name", "enabled", "is_default", "is_embedded_default", "context_window"]
+    list_filter = ["enabled"]
+    search_fields = ["id", "display_name"]
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = ["name", "owner", "status", "in_flight", "slots", "engine", "version", "last_heartbeat"]
+    list_filter = ["status", "engine"]
+    search_fields = ["name", "owner__email"]
+    actions = ["ban"]
+    readonly_fields = [
+        "owner",
+        "name",
+        "served_models",
+        "slots",
+        "in_flight",
+        "status",
+        "channel_name",
+        "engine",
+        "version",
+        "hardware",
+        "connected_at",
+        "last_heartbeat",
+        "last_assigned_at",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Ban: close the connection (4008) and take no more jobs")
+    def ban(self, request, queryset):
+        for worker in queryset:
+            worker_ban(worker=worker)
+        self.message_user(request, f"Banned {queryset.count()} worker(s).", messages.SUCCESS)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "user", "model", "status", "worker", "completion_tokens", "created_at"]
+    list_filter = ["status", "model"]
+    search_fields = ["public_id", "id", "user__email"]
+    date_hierarchy = "created_at"
+    list_select_related = ["user", "worker"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,206 @@
+"""A chat completion request waiting on its job: open the job, read its reply channel, and turn
+what arrives into SSE chunks or one chat.completion object.
+
+Async; the ORM is reached only through sync_to_async. The reply channel is subscribed before the
+job exists, so nothing the worker sends can be missed.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+from inference import relay
+from inference.models import Job, LlmModel
+from inference.openai.requests import ChatRequest
+from inference.openai.responses import (
+    SSE_DONE,
+    SSE_KEEPALIVE,
+    ChatCompletionAccumulator,
+    completion_id,
+    sse_error,
+    sse_event,
+    usage_payload,
+)
+from inference.relay import ReplyReader
+from inference.selectors import model_has_online_worker, model_resolve
+from inference.services import job_cancel, job_create, job_expire
+from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+def no_worker(message: str) -> ServiceUnavailable:
+    return ServiceUnavailable(message, code="no_worker_available", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def job_error(code: str, message: str) -> ApiError:
+    """A job's failure as the API reports it."""
+    if code == "no_worker_available":
+        return no_worker(message)
+    if code == "overloaded":
+        return ServiceUnavailable(message, code="overloaded", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    if code == "context_length_exceeded":
+        return ApiError(message, param="messages", code=code)
+    if code == "invalid_request":
+        return ApiError(message, code="invalid_request")
+    return ApiError(message, status=502, type="server_error", code=code)
+
+
+def _job_open(*, user, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel]:
+    model = model_resolve(model_id=chat.model)
+    if model is None:
+        name = chat.model or "(default)"
+        raise NotFound(
+            f"The model `{name}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    if not model_has_online_worker(model_id=model.id):
+        raise no_worker(f"No worker serving `{model.id}` is online right now. Please retry shortly.")
+    max_tokens = min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens)
+    with transaction.atomic():
+        # Billing's hold (issue 5) belongs in this transaction, before the job is created.
+        job = job_create(
+            user=user,
+            model=model,
+            public_id=completion_id(),
+            request=chat.engine_request(max_tokens=max_tokens),
+            stream=chat.stream,
+            max_tokens=max_tokens,
+            prompt_tokens_estimate=chat.estimate_prompt_tokens(context_window=model.context_window),
+            token_type=chat.token_type,
+            reply_channel=reply_channel,
+        )
+    return job, model
+
+
+class ChatSession:
+    """One request's view of its job, from queued to its end."""
+
+    def __init__(self, *, job: Job, model: LlmModel, chat: ChatRequest, reader: ReplyReader):
+        self.job_id = str(job.id)
+        self.reader = reader
+        self.accumulator = ChatCompletionAccumulator(
+            model=model.id,
+            include_usage=chat.include_usage,
+            split_think=model.supports_reasoning,
+            id=job.public_id,
+            created=int(job.created_at.timestamp()),
+        )
+        self.worker_channel: str | None = None
+        self.ended = False
+
+    @classmethod
+    async def open(cls, *, user, chat: ChatRequest) -> "ChatSession":
+        reply_channel = await get_channel_layer().new_channel()
+        reader = ReplyReader(reply_channel)
+        try:
+            job, model = await sync_to_async(_job_open)(user=user, chat=chat, reply_channel=reply_channel)
+        except BaseException:
+            await reader.close()
+            raise
+        return cls(job=job, model=model, chat=chat, reader=reader)
+
+    async def _messages(self, *, keepalive: float | None) -> AsyncIterator[dict | None]:
+        """Reply-channel messages until the job ends; None when `keepalive` seconds passed quietly.
+
+        Fails the job with no_worker_available when it stays queued for JOB_QUEUE_TIMEOUT.
+        """
+        loop = asyncio.get_running_loop()
+        deadline: float | None = loop.time() + settings.JOB_QUEUE_TIMEOUT
+        while True:
+            timeout = keepalive
+            if deadline is not None:
+                remaining = max(deadline - loop.time(), 0)
+                timeout = remaining if timeout is None else min(timeout, remaining)
+            message = await self.reader.next(timeout)
+            if message is None:
+                if deadline is not None and loop.time() >= deadline:
+                    deadline = None
+                    if await sync_to_async(job_expire)(job_id=self.job_id):
+                        self.ended = True
+                        raise no_worker("No worker became available for this model in time. Please retry shortly.")
+                    continue  # a worker took it meanwhile: its job.assigned is on the way
+                yield None
+                continue
+            kind = message["type"]
+            if kind == relay.REPLY_ASSIGNED:
+                deadline = None
+                self.worker_channel = message["worker_channel"]
+            elif kind == relay.REPLY_REQUEUED:
+                deadline = loop.time() + settings.JOB_QUEUE_TIMEOUT
+                self.worker_channel = None
+            elif kind in (relay.REPLY_DONE, relay.REPLY_ERROR):
+                self.ended = True
+            yield message
+            if self.ended:
+                return
+
+    def _usage(self, message: dict) -> dict:
+        usage = message["usage"]
+        return usage_payload(
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            reasoning_tokens=usage["reasoning_tokens"],
+        )
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """SSE: keep-alive comments while waiting, one event batch per delta (the role chunk with
+        the first), then finish (+ usage) and [DONE]. Errors end the stream with an error event
+        and [DONE]."""
+        accumulator = self.accumulator
+        try:
+            async for message in self._messages(keepalive=settings.SSE_KEEPALIVE_SECONDS):
+                if message is None:
+                    yield SSE_KEEPALIVE
+                    continue
+                kind = message["type"]
+                if kind == relay.REPLY_DELTA:
+                    yield b"".join(sse_event(chunk) for chunk in accumulator.feed(message))
+                elif kind == relay.REPLY_DONE:
+                    chunks = accumulator.finish(finish_reason=message["finish_reason"], usage=self._usage(message))
+                    yield b"".join(sse_event(chunk) for chunk in chunks) + SSE_DONE
+                elif kind == relay.REPLY_ERROR:
+                    yield sse_error(job_error(message["code"], message["message"])) + SSE_DONE
+        except ApiError as error:
+            yield sse_error(error) + SSE_DONE
+        finally:
+            await asyncio.shield(self.close())
+
+    async def collect(self) -> dict:
+        """The non-streaming chat.completion; raises ApiError when the job fails."""
+        try:
+            async for message in self._messages(keepalive=None):
+                kind = message["type"]
+                if kind == relay.REPLY_DELTA:
+                    self.accumulator.feed(message)
+                elif kind == relay.REPLY_DONE:
+                    return self.accumulator.completion(
+                        finish_reason=message["finish_reason"], usage=self._usage(message)
+                    )
+                elif kind == relay.REPLY_ERROR:
+                    raise job_error(message["code"], message["message"])
+            raise AssertionError("reply channel ended without done or error")
+        finally:
+            await asyncio.shield(self.close())
+
+    async def close(self) -> None:
+        """Unsubscribe; if the job is still going (the client left), cancel it."""
+        try:
+            if not self.ended:
+                self.ended = True
+                worker_channel = await sync_to_async(job_cancel)(job_id=self.job_id)
+                if worker_channel:
+                    await get_channel_layer().send(
+                        worker_channel, {"type": relay.WORKER_JOB_CANCEL, "job_id": self.job_id}
+                    )
+                logger.info("job %s cancelled: the client went away", self.job_id)
+        finally:
+            await self.reader.close()

@@ -1,0 +1,286 @@
+"""The worker socket, /ws/worker/: plumbing between a worker program and the platform.
+
+Frames are checked by inference.protocol; registry and job state change only through services
+(run via database_sync_to_async). Deltas are relayed straight to the waiting request's reply
+channel: one channel-layer message per frame, no database write per token.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.selectors import api_key_authenticate, api_key_from_headers, scope_headers
+from inference import protocol
+from inference.models import Job
+from inference.protocol import ProtocolViolation, RateLimiter, parse_frame
+from inference.relay import REPLY_ASSIGNED, REPLY_DELTA
+from inference.services import (
+    WorkerRefused,
+    job_fail,
+    job_finish,
+    job_mark_running,
+    job_requeue,
+    worker_disconnect,
+    worker_heartbeat,
+    worker_register,
+    worker_set_draining,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_DROPPED_FRAMES = 100
+
+
+@dataclass(slots=True)
+class HeldJob:
+    """A job assigned to this connection, as far as this connection relayed it."""
+
+    reply_channel: str
+    max_tokens: int
+    tokens: int = 0
+    frames: int = 0
+    first_token_at: datetime | None = None
+    cancel_sent: bool = False
+
+
+def _authenticate(scope):
+    return api_key_authenticate(api_key_from_headers(scope_headers(scope)))
+
+
+class WorkerConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        self.worker_id: int | None = None
+        self.owner = None
+        self.jobs: dict[str, HeldJob] = {}
+        self.closing = False
+        self.dropped = 0
+        self.last_frame = time.monotonic()
+        self.limiter = RateLimiter(settings.WORKER_MAX_MESSAGES_PER_SECOND, now=self.last_frame)
+        self.background: set[asyncio.Task] = set()
+        self.watchdog: asyncio.Task | None = None
+        api_key = await database_sync_to_async(_authenticate)(self.scope)
+        await self.accept()
+        if api_key is None:
+            logger.warning("worker socket from %s refused: invalid or disabled API key", self._peer())
+            await self._close(protocol.CLOSE_INVALID_KEY, "invalid or disabled API key")
+            return
+        self.owner = api_key.user
+        self.watchdog = asyncio.create_task(self._watch())
+
+    async def disconnect(self, code):
+        self.closing = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if self.worker_id is None:
+            return
+        if self.background:
+            await asyncio.wait(self.background)
+        delivered = {job_id: job.tokens for job_id, job in self.jobs.items() if job.frames}
+        await database_sync_to_async(worker_disconnect)(
+            worker_id=self.worker_id, channel_name=self.channel_name, delivered=delivered
+        )
+        self.jobs.clear()
+
+    # Worker → platform.
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.closing or self.owner is None:
+            return
+        now = time.monotonic()
+        self.last_frame = now
+        try:
+            if not self.limiter.allow(now):
+                raise ProtocolViolation("more than WORKER_MAX_MESSAGES_PER_SECOND frames per second")
+            frame = parse_frame(text_data, max_bytes=settings.WORKER_MAX_MESSAGE_BYTES)
+            if self.worker_id is None and frame["type"] != "hello":
+                raise ProtocolViolation(f"{frame['type']} before hello")
+            if self.worker_id is not None and frame["type"] == "hello":
+                raise ProtocolViolation("hello sent twice")
+        except ProtocolViolation as violation:
+            logger.warning(
+                "worker %s of %s (%s): protocol violation, frame dropped, closing %s: %s",
+                self.worker_id,
+                self.owner,
+                self._peer(),
+                violation.code,
+                violation.reason,
+            )
+            await self._close(violation.code, violation.reason)
+            return
+        await getattr(self, f"on_{frame['type']}")(frame)
+
+    async def on_hello(self, frame: dict) -> None:
+        try:
+            registration = await database_sync_to_async(worker_register)(
+                owner=self.owner,
+                name=frame["worker_name"],
+                model_ids=frame["models"],
+                slots=frame["slots"],
+                engine=frame["engine"],
+                version=frame["version"],
+                hardware=frame["hardware"],
+                channel_name=self.channel_name,
+            )
+        except WorkerRefused as refused:
+            logger.warning("worker %r of %s refused: %s", frame["worker_name"], self.owner, refused.reason)
+            await self._close(refused.close_code, refused.reason)
+            return
+        self.worker_id = registration.worker.pk
+        await self.send_frame(
+            {
+                "type": "welcome",
+                "protocol": protocol.PROTOCOL_VERSION,
+                "worker_id": str(self.worker_id),
+                "heartbeat_interval": settings.WORKER_HEARTBEAT_SECONDS,
+                "models": registration.accepted,
+                "rejected_models": registration.rejected,
+            }
+        )
+
+    async def on_heartbeat(self, frame: dict) -> None:
+        held = await database_sync_to_async(worker_heartbeat)(worker_id=self.worker_id, channel_name=self.channel_name)
+        if not held:
+            logger.warning("worker %s: connection no longer holds the worker, closing", self.worker_id)
+            await self._close(protocol.CLOSE_PROTOCOL_VIOLATION, "connection superseded")
+
+    async def on_draining(self, frame: dict) -> None:
+        await database_sync_to_async(worker_set_draining)(worker_id=self.worker_id, channel_name=self.channel_name)
+
+    async def on_delta(self, frame: dict) -> None:
+        job = self.jobs.get(frame["job_id"])
+        if job is None:
+            await self._drop(frame)
+            return
+        job.frames += 1
+        job.tokens += frame["tokens"]
+        message = {"type": REPLY_DELTA, "tokens": frame["tokens"]}
+        for name in ("content", "reasoning", "tool_calls"):
+            if frame[name]:
+                message[name] = frame[name]
+        await self.channel_layer.send(job.reply_channel, message)
+        if job.first_token_at is None:
+            job.first_token_at = timezone.now()
+            self._in_background(
+                database_sync_to_async(job_mark_running)(
+                    job_id=frame["job_id"], channel_name=self.channel_name, first_token_at=job.first_token_at
+                )
+            )
+
+    async def on_done(self, frame: dict) -> None:
+        job = self.jobs.pop(frame["job_id"], None)
+        if job is None:
+            await self._drop(frame)
+            return
+        await database_sync_to_async(job_finish)(
+            job_id=frame["job_id"],
+            channel_name=self.channel_name,
+            finish_reason=frame["finish_reason"],
+            prompt_tokens=frame["prompt_tokens"],
+            # Bill at most what was relayed and never more than the job allows.
+            completion_tokens=min(frame["completion_tokens"], job.tokens, job.max_tokens),
+            reasoning_tokens=frame["reasoning_tokens"],
+            first_token_at=job.first_token_at,
+        )
+
+    async def on_error(self, frame: dict) -> None:
+        job = self.jobs.pop(frame["job_id"], None)
+        if job is None:
+            await self._drop(frame)
+            return
+        code, message = frame["code"], frame["message"] or f"The worker reported {frame['code']}."
+        if frame["retryable"] and not job.frames:
+            await database_sync_to_async(job_requeue)(
+                job_id=frame["job_id"], channel_name=self.channel_name, reason=f"{code}: {message}"
+            )
+            return
+        await database_sync_to_async(job_fail)(
+            job_id=frame["job_id"],
+            channel_name=self.channel_name,
+            code=code,
+            message=message,
+            status=Job.Status.CANCELLED if code == "cancelled" else Job.Status.FAILED,
+            completion_tokens=job.tokens,
+            first_token_at=job.first_token_at,
+        )
+
+    # Platform → worker (channel-layer messages addressed to this connection).
+
+    async def job_assign(self, event: dict) -> None:
+        if self.closing or self.worker_id is None:
+            return  # still assigned to this connection in the database: disconnect releases it
+        self.jobs[event["job_id"]] = HeldJob(reply_channel=event["reply_channel"], max_tokens=event["max_tokens"])
+        await self.send_frame(
+            {"type": "job", "job_id": event["job_id"], "model": event["model"], "request": event["request"]}
+        )
+        await self.channel_layer.send(
+            event["reply_channel"],
+            {"type": REPLY_ASSIGNED, "job_id": event["job_id"], "worker_channel": self.channel_name},
+        )
+
+    async def job_cancel(self, event: dict) -> None:
+        job = self.jobs.get(event["job_id"])
+        if job is not None and not job.cancel_sent and not self.closing:
+            job.cancel_sent = True
+            await self.send_frame({"type": "cancel", "job_id": event["job_id"]})
+
+    async def worker_kick(self, event: dict) -> None:
+        if not self.closing:
+            logger.info("worker %s: closed by the platform (%s)", self.worker_id, event["code"])
+            await self._close(event["code"], "closed by an operator")
+
+    # Plumbing.
+
+    async def send_frame(self, frame: dict) -> None:
+        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+
+    async def _close(self, code: int, reason: str = "") -> None:
+        self.closing = True
+        await self.close(code=code, reason=reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
+
+    async def _drop(self, frame: dict) -> None:
+        """A frame about a job this connection does not hold: never touches that job."""
+        self.dropped += 1
+        logger.warning(
+            "worker %s of %s: dropped %s for job %r it does not hold",
+            self.worker_id,
+            self.owner,
+            frame["type"],
+            frame["job_id"],
+        )
+        if self.dropped > MAX_DROPPED_FRAMES:
+            await self._close(protocol.CLOSE_PROTOCOL_VIOLATION, "too many frames for jobs not held")
+
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _watch(self) -> None:
+        """Close a connection that never says hello, or goes silent for three heartbeat intervals."""
+        hello_deadline = time.monotonic() + settings.WORKER_HELLO_TIMEOUT
+        while not self.closing:
+            if self.worker_id is None:
+                wait = hello_deadline - time.monotonic()
+                if wait <= 0:
+                    logger.warning("worker socket from %s: no hello in time, closing", self._peer())
+                    await self._close(protocol.CLOSE_HELLO_TIMEOUT, "no hello in time")
+                    return
+            else:
+                wait = self.last_frame + 3 * settings.WORKER_HEARTBEAT_SECONDS - time.monotonic()
+                if wait <= 0:
+                    logger.warning("worker %s: silent for 3 heartbeat intervals, closing", self.worker_id)
+                    await self._close(protocol.CLOSE_HEARTBEAT_TIMEOUT, "heartbeat missed")
+                    return
+            await asyncio.sleep(max(wait, 0.05))
+
+    def _peer(self) -> str:
+        client = self.scope.get("client") or ("?", 0)
+        return f"{client[0]}:{client[1]}"

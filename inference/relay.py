@@ -1,0 +1,76 @@
+"""Channel-layer messages between dispatch, the worker consumer and the waiting request.
+
+Every message is one `channel_layer.send` to a specific channel: a worker connection's channel
+(`WORKER_*` types, handled by WorkerConsumer) or a request's reply channel (`REPLY_*` types, read
+by the chat view). Nothing here touches the database.
+"""
+
+import asyncio
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+# To a worker connection.
+WORKER_JOB_ASSIGN = "job.assign"
+WORKER_JOB_CANCEL = "job.cancel"
+WORKER_KICK = "worker.kick"
+
+# To a request's reply channel.
+REPLY_ASSIGNED = "job.assigned"
+REPLY_REQUEUED = "job.requeued"
+REPLY_DELTA = "job.delta"
+REPLY_DONE = "job.done"
+REPLY_ERROR = "job.error"
+
+
+def channel_send(channel: str, message: dict) -> None:
+    """Send from sync code (services, Celery tasks); run it after commit."""
+    async_to_sync(get_channel_layer().send)(channel, message)
+
+
+def send_on_commit(channel: str, message: dict) -> None:
+    from django.db import transaction
+
+    transaction.on_commit(lambda: channel_send(channel, message))
+
+
+class ReplyReader:
+    """Reads a reply channel with a timeout, without losing messages.
+
+    The Redis pub/sub layer unsubscribes a channel whose `receive` is cancelled, so a timed-out wait
+    must leave the pending receive running; `close` cancels it, which unsubscribes.
+    """
+
+    def __init__(self, channel: str):
+        self.channel = channel
+        self._layer = get_channel_layer()
+        self._pending: asyncio.Future | None = None
+
+    async def next(self, timeout: float | None) -> dict | None:
+        """The next message, or None if none came within `timeout` seconds."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._layer.receive(self.channel))
+        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
+        if not done:
+            return None
+        pending, self._pending = self._pending, None
+        return pending.result()
+
+    async def close(self) -> None:
+        """Unsubscribe: cancel a receive that is waiting (draining what is left first)."""
+        for _ in range(1000):
+            pending = self._pending or asyncio.ensure_future(self._layer.receive(self.channel))
+            self._pending = None
+            await asyncio.sleep(0)  # a fresh receive must reach its wait before cancelling unsubscribes
+            if pending.done():
+                if not pending.cancelled():
+                    pending.exception()  # retrieved, so asyncio does not log it
+                continue
+            pending.cancel()
+            try:
+                await pending
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # noqa: S110 - cleanup only
+                pass
+            return

@@ -1,0 +1,245 @@
+"""A job's life after the request is accepted: create, run, and the one place it ends.
+
+Every end of a job (completed, failed, cancelled, expired in the queue) goes through `_job_end`,
+in the transaction that changes its status: that is where charging plugs in (issue 5).
+"""
+
+import logging
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from inference.models import Job, LlmModel, Worker
+from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
+from inference.services.dispatch import dispatch_next_on_commit
+
+logger = logging.getLogger(__name__)
+
+JobId = str | uuid.UUID
+
+
+def job_create(
+    *,
+    user,
+    model: LlmModel,
+    public_id: str,
+    request: dict,
+    stream: bool,
+    max_tokens: int,
+    prompt_tokens_estimate: int,
+    token_type: str,
+    reply_channel: str,
+) -> Job:
+    """A queued job; dispatch is queued after commit. Subscribe `reply_channel` before calling this."""
+    from inference.tasks import dispatch_job_task
+
+    job = Job.objects.create(
+        user=user,
+        model=model,
+        public_id=public_id,
+        request=request,
+        stream=stream,
+        max_tokens=max_tokens,
+        prompt_tokens_estimate=prompt_tokens_estimate,
+        token_type=token_type,
+        reply_channel=reply_channel,
+    )
+    job_id = str(job.id)
+    transaction.on_commit(lambda: dispatch_job_task.delay(job_id))
+    return job
+
+
+def job_mark_running(*, job_id: JobId, channel_name: str, first_token_at: datetime) -> None:
+    """The first token was relayed. Conditional, so a late write never undoes the job's end."""
+    Job.objects.filter(id=job_id, worker_channel=channel_name, status=Job.Status.ASSIGNED).update(
+        status=Job.Status.RUNNING, first_token_at=first_token_at
+    )
+
+
+def _locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
+    jobs = Job.objects.select_for_update(of=("self",)).select_related("model").filter(id=job_id, status__in=statuses)
+    if channel_name is not None:
+        jobs = jobs.filter(worker_channel=channel_name)
+    return jobs.first()
+
+
+def _free_slot(job: Job) -> None:
+    """Only the connection the job was sent to counts it in `in_flight`."""
+    if job.status in Job.ACTIVE and job.worker_id and job.worker_channel:
+        freed = Worker.objects.filter(pk=job.worker_id, channel_name=job.worker_channel, in_flight__gt=0).update(
+            in_flight=F("in_flight") - 1
+        )
+        if freed:
+            dispatch_next_on_commit(job.model_id)
+
+
+def _job_end(job: Job, *, status: str, **fields) -> None:
+    """The one place a job ends, in the caller's transaction. Billing settles or releases here."""
+    _free_slot(job)
+    job.status = status
+    job.finished_at = timezone.now()
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.save()
+
+
+def job_finish(
+    *,
+    job_id: JobId,
+    channel_name: str,
+    finish_reason: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int,
+    first_token_at: datetime | None = None,
+) -> Job | None:
+    """The worker connection holding the job reported `done`. None if it no longer holds it.
+
+    Usage is recorded as given: the caller caps completion tokens at max_tokens and at what it relayed.
+    """
+    with transaction.atomic():
+        job = _locked(job_id, channel_name=channel_name, statuses=Job.ACTIVE)
+        if job is None:
+            return None
+        prompt_tokens = min(prompt_tokens, job.model.context_window)
+        _job_end(
+            job,
+            status=Job.Status.COMPLETED,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            reasoning_tokens=min(reasoning_tokens, completion_tokens),
+            first_token_at=job.first_token_at or first_token_at,
+        )
+        usage = {
+            "prompt_tokens": job.prompt_tokens,
+            "completion_tokens": job.completion_tokens,
+            "total_tokens": job.prompt_tokens + job.completion_tokens,
+            "reasoning_tokens": job.reasoning_tokens,
+        }
+        send_on_commit(job.reply_channel, {"type": REPLY_DONE, "finish_reason": finish_reason, "usage": usage})
+    return job
+
+
+def job_fail(
+    *,
+    job_id: JobId,
+    code: str,
+    message: str,
+    channel_name: str | None = None,
+    status: str = Job.Status.FAILED,
+    completion_tokens: int = 0,
+    first_token_at: datetime | None = None,
+    notify: bool = True,
+) -> Job | None:
+    """End a job that has not finished, with an error the waiting request reports.
+
+    With `channel_name`, only while that worker connection holds the job. `completion_tokens` are
+    the tokens already delivered to the client.
+    """
+    with transaction.atomic():
+        statuses = Job.ACTIVE if channel_name else (Job.Status.QUEUED, *Job.ACTIVE)
+        job = _locked(job_id, channel_name=channel_name, statuses=statuses)
+        if job is None:
+            return None
+        _job_end(
+            job,
+            status=status,
+            error_code=code,
+            error_message=message[:2000],
+            completion_tokens=min(completion_tokens, job.max_tokens),
+            first_token_at=job.first_token_at or first_token_at,
+        )
+        if notify:
+            send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": code, "message": message})
+    return job
+
+
+def job_requeue(*, job_id: JobId, channel_name: str, reason: str) -> Job | None:
+    """Put a job that produced nothing back in the queue for another worker (or fail it after
+    JOB_MAX_ATTEMPTS tries)."""
+    with transaction.atomic():
+        job = _locked(job_id, channel_name=channel_name, statuses=Job.ACTIVE)
+        if job is None:
+            return None
+        return _requeue(job, reason=reason)
+
+
+def _requeue(job: Job, *, reason: str) -> Job:
+    from inference.tasks import dispatch_job_task
+
+    if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+        message = f"The job failed on {job.attempts} workers; the last one reported: {reason}"
+        _job_end(job, status=Job.Status.FAILED, error_code="worker_error", error_message=message)
+        send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": "worker_error", "message": message})
+        return job
+    _free_slot(job)
+    job.status = Job.Status.QUEUED
+    job.worker = None
+    job.worker_channel = ""
+    job.assigned_at = None
+    job.save(update_fields=["status", "worker", "worker_channel", "assigned_at"])
+    logger.info("job %s requeued (attempt %s): %s", job.id, job.attempts, reason)
+    send_on_commit(job.reply_channel, {"type": REPLY_REQUEUED})
+    job_id = str(job.id)
+    transaction.on_commit(lambda: dispatch_job_task.delay(job_id))
+    return job
+
+
+def job_expire(*, job_id: JobId) -> bool:
+    """Queue timeout: fail the job if it is still queued; False if a worker took it meanwhile."""
+    with transaction.atomic():
+        job = _locked(job_id, channel_name=None, statuses=(Job.Status.QUEUED,))
+        if job is None:
+            return False
+        _job_end(
+            job,
+            status=Job.Status.FAILED,
+            error_code="no_worker_available",
+            error_message="No worker became available within the queue timeout.",
+        )
+    return True
+
+
+def job_cancel(*, job_id: JobId) -> str | None:
+    """The client went away. A queued job is cancelled at once; for a running one this returns the
+    worker channel to send `job.cancel` to (the worker's `cancelled` error then ends the job)."""
+    with transaction.atomic():
+        job = _locked(job_id, channel_name=None, statuses=(Job.Status.QUEUED, *Job.ACTIVE))
+        if job is None:
+            return None
+        if job.status == Job.Status.QUEUED:
+            _job_end(job, status=Job.Status.CANCELLED, error_code="cancelled", error_message="The client went away.")
+            return None
+        return job.worker_channel
+
+
+def release_connection_jobs(*, channel_name: str, delivered: dict[str, int] | None) -> int:
+    """A worker connection is gone: jobs that produced no token go back to the queue, jobs that
+    streamed fail. `delivered` maps job ids to tokens relayed (None: not known, use the job status)."""
+    delivered = delivered or {}
+    released = 0
+    with transaction.atomic():
+        jobs = Job.objects.select_for_update().filter(worker_channel=channel_name, status__in=Job.ACTIVE)
+        for job in jobs:
+            job_key = str(job.id)
+            if job_key in delivered or job.status == Job.Status.RUNNING:
+                message = "The worker serving this request disconnected after it had started answering."
+                _job_end(
+                    job,
+                    status=Job.Status.FAILED,
+                    error_code="worker_disconnected",
+                    error_message=message,
+                    completion_tokens=min(delivered.get(job_key, 0), job.max_tokens),
+                )
+                send_on_commit(
+                    job.reply_channel, {"type": REPLY_ERROR, "code": "worker_disconnected", "message": message}
+                )
+            else:
+                _requeue(job, reason="the worker disconnected before the first token")
+            released += 1
+    return released

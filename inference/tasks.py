@@ -1,0 +1,15 @@
+"""Celery tasks of the inference app: thin, take ids, call a service."""
+
+from celery import shared_task
+
+from inference.services.dispatch import job_dispatch, jobs_dispatch_queued
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def dispatch_job_task(job_id: str) -> None:
+    job_dispatch(job_id=job_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def dispatch_queued_task(model_id: str) -> None:
+    jobs_dispatch_queued(model_id=model_id)
