@@ -118,9 +118,10 @@ class ChatCompletionAccumulator:
             chunk["usage"] = None
         return chunk
 
-    def role_chunk(self) -> dict:
+    def role_chunk(self, *, content: str | None = "") -> dict:
+        """The first chunk; OpenAI's content is null there when the reply opens with a tool call."""
         self._role_sent = True
-        return self.chunk({"role": "assistant", "content": ""})
+        return self.chunk({"role": "assistant", "content": content})
 
     def _text_chunks(self, reasoning: str, content: str) -> list[dict]:
         chunks = []
@@ -153,7 +154,8 @@ class ChatCompletionAccumulator:
 
     def feed(self, frame: Mapping) -> list[dict]:
         """The stream chunks for one delta frame (the role chunk first, once)."""
-        chunks = [] if self._role_sent else [self.role_chunk()]
+        opens_with_call = bool(frame.get("tool_calls")) and not frame.get("content") and not frame.get("reasoning")
+        chunks = [] if self._role_sent else [self.role_chunk(content=None if opens_with_call else "")]
         self.tokens += int(frame.get("tokens") or 0)
         reasoning = frame.get("reasoning") or ""
         content = frame.get("content") or ""
