@@ -28,12 +28,13 @@ from inference.openai.checks import (
     wrong_type,
 )
 from inference.openai.messages import normalise_messages
+from inference.openai.sampling import SAMPLING_LIMITS
 from inference.openai.tools import normalise_response_format, normalise_tool_choice, normalise_tools
 from sogni_platform.exceptions import ApiError
 
 TOKEN_TYPES = ("spark", "sogni", "auto")
 TOKEN_TYPE_HEADER = "x-token-type"
-MAX_STOP = 4
+MAX_STOP = SAMPLING_LIMITS["stop"]["max_items"]
 # Template tokens a chat template adds around one message (role markers, separators): generous.
 PER_MESSAGE_OVERHEAD = 8
 PROMPT_OVERHEAD = 16
@@ -63,7 +64,9 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
+    # "auto" when the request does not say; token_type_explicit tells the view it may apply the account default.
     token_type: str = "auto"
+    token_type_explicit: bool = False
     user: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -202,34 +205,38 @@ def _stop(body: dict) -> list[str] | None:
     return value or None
 
 
-def _token_type(body: dict, headers: Mapping[str, str]) -> str:
-    value = get_str(body, "token_type", "token_type")
-    source = "token_type"
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == TOKEN_TYPE_HEADER), None)
-        source = "X-Token-Type header"
-    if value is None:
-        return "auto"
-    if value.strip().lower() not in TOKEN_TYPES:
-        invalid(
-            f"Invalid {source}: '{value}'. Supported values are: 'spark', 'sogni' and 'auto'.",
-            param="token_type",
-            code="invalid_value",
-        )
-    return value.strip().lower()
+def _token_type(body: dict, headers: Mapping[str, str]) -> str | None:
+    """spark, sogni or auto from the body, else the X-Token-Type header; None when neither says."""
+    header = next((v for k, v in headers.items() if k.lower() == TOKEN_TYPE_HEADER), None)
+    for value, param in ((body.get("token_type"), "token_type"), (header, "X-Token-Type")):
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            wrong_type(param, "a string", value)
+        if value.strip().lower() not in TOKEN_TYPES:
+            invalid(
+                f"Invalid {param}: '{value}'. Supported values are: 'spark', 'sogni' and 'auto'.",
+                param=param,
+                code="invalid_token_type",
+            )
+        return value.strip().lower()
+    return None
+
+
+def _bounded(body: dict, name: str) -> float | int | None:
+    limits = SAMPLING_LIMITS[name]
+    exclusive = "exclusive_minimum" in limits
+    minimum = limits["exclusive_minimum"] if exclusive else limits["minimum"]
+    return get_number(body, name, name, minimum=minimum, maximum=limits.get("maximum"), exclusive_minimum=exclusive)
 
 
 def _options(body: dict) -> dict[str, Any]:
     options: dict[str, Any] = {
-        "temperature": get_number(body, "temperature", "temperature", minimum=0, maximum=2),
-        "top_p": get_number(body, "top_p", "top_p", minimum=0, maximum=1, exclusive_minimum=True),
-        "top_k": get_int(body, "top_k", "top_k", minimum=0),
-        "min_p": get_number(body, "min_p", "min_p", minimum=0, maximum=1),
-        "repetition_penalty": get_number(
-            body, "repetition_penalty", "repetition_penalty", minimum=0, maximum=None, exclusive_minimum=True
-        ),
-        "frequency_penalty": get_number(body, "frequency_penalty", "frequency_penalty", minimum=-2, maximum=2),
-        "presence_penalty": get_number(body, "presence_penalty", "presence_penalty", minimum=-2, maximum=2),
+        name: _bounded(body, name)
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
+    }
+    options |= {
+        "top_k": get_int(body, "top_k", "top_k", minimum=SAMPLING_LIMITS["top_k"]["minimum"]),
         "stop": _stop(body),
         "seed": get_int(body, "seed", "seed", minimum=INT64_MIN, maximum=INT64_MAX),
         "parallel_tool_calls": get_bool(body, "parallel_tool_calls", "parallel_tool_calls"),
@@ -266,13 +273,15 @@ def parse_chat_request(raw_body: bytes, *, content_type: str | None, headers: Ma
     stream_options = get_object(body, "stream_options", "stream_options") or {}
     include_usage = bool(get_bool(stream_options, "include_usage", "stream_options.include_usage"))
     get_bool(stream_options, "include_obfuscation", "stream_options.include_obfuscation")
+    token_type = _token_type(body, headers)
     return ChatRequest(
         messages=messages,
         model=get_str(body, "model", "model", allow_empty=False),
         stream=stream,
         include_usage=stream and include_usage,
         max_tokens=_max_tokens(body),
-        token_type=_token_type(body, headers),
+        token_type=token_type or "auto",
+        token_type_explicit=token_type is not None,
         user=get_str(body, "user", "user"),
         options=_options(body),
     )

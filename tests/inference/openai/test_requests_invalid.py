@@ -215,7 +215,7 @@ CASES = [
         "chat_template_kwargs.enable_thinking",
         "invalid_type",
     ),
-    ("token-type-unknown", body(token_type="usd"), "token_type", "invalid_value"),
+    ("token-type-unknown", body(token_type="usd"), "token_type", "invalid_token_type"),
     ("token-type-int", body(token_type=1), "token_type", "invalid_type"),
     # what the engine cannot honour
     ("n-2", body(n=2), "n", "unsupported_parameter"),
@@ -444,7 +444,7 @@ def test_the_limit_is_a_setting(settings):
 
 def test_bad_token_type_header_is_400():
     error = _error(json.dumps(body()).encode(), headers={"X-Token-Type": "dollars"})
-    assert (error.param, error.code) == ("token_type", "invalid_value")
+    assert (error.param, error.code) == ("X-Token-Type", "invalid_token_type")
     assert "X-Token-Type" in error.message
 
 

@@ -173,7 +173,9 @@ def test_token_type_body_wins_over_header(body_value, header_value, expected):
     if body_value:
         body["token_type"] = body_value
     headers = {"X-Token-Type": header_value} if header_value else {}
-    assert parse(body, headers=headers).token_type == expected
+    request = parse(body, headers=headers)
+    assert request.token_type == expected
+    assert request.token_type_explicit is bool(body_value or header_value)
 
 
 def test_unknown_fields_are_ignored():
