@@ -35,6 +35,7 @@ from sogni_platform.exceptions import ApiError
 TOKEN_TYPES = ("spark", "sogni", "auto")
 TOKEN_TYPE_HEADER = "x-token-type"
 MAX_STOP = SAMPLING_LIMITS["stop"]["max_items"]
+MAX_DEPTH = 64  # JSON nesting; real tool and response schemas stay far below
 # Template tokens a chat template adds around one message (role markers, separators): generous.
 PER_MESSAGE_OVERHEAD = 8
 PROMPT_OVERHEAD = 16
@@ -145,7 +146,42 @@ def _load(raw_body: bytes) -> dict:
         ) from None
     if not isinstance(body, dict):
         raise ApiError("The request body must be a JSON object.", code="invalid_json")
+    _scan(body)
     return body
+
+
+def _scan(body: dict) -> None:
+    """Refuse what would break later layers: nesting past MAX_DEPTH (recursion in schema checks
+    and copies), NUL characters (PostgreSQL's jsonb cannot store them), lone surrogates (not UTF-8)."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, dict):
+            items = [(key, f"{path}.{key}" if path else str(key)) for key in value]
+            children = [(value[key], child_path, key) for key, child_path in items]
+        elif isinstance(value, list):
+            children = [(item, f"{path}[{i}]", None) for i, item in enumerate(value)]
+        else:
+            if isinstance(value, str):
+                _check_text(value, path)
+            continue
+        if depth >= MAX_DEPTH:
+            invalid(f"Invalid '{path}': nested deeper than {MAX_DEPTH} levels.", param=path, code="invalid_value")
+        for child, child_path, key in children:
+            if key is not None:
+                _check_text(key, child_path)
+            stack.append((child, child_path, depth + 1))
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        invalid(
+            f"Invalid '{path}': strings may not contain NUL (\\u0000) characters.", param=path, code="invalid_value"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        invalid(f"Invalid '{path}': the string contains a lone UTF-16 surrogate.", param=path, code="invalid_value")
 
 
 def _refuse_unhonourable(body: dict) -> None:

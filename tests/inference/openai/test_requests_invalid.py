@@ -452,3 +452,27 @@ def test_refusals_say_why():
     assert "log probabilities" in _error(json.dumps(body(logprobs=True)).encode()).message
     image_case = next(c[1] for c in CASES if c[0] == "user-image-part")
     assert "image" in _error(json.dumps(image_case).encode()).message
+
+
+def test_nul_characters_are_refused_before_they_reach_the_database():
+    error = _error(json.dumps(msgs({"role": "user", "content": "a\u0000b"})).encode())
+    assert (error.status, error.param, error.code) == (400, "messages[0].content", "invalid_value")
+
+
+def test_lone_surrogates_are_refused():
+    raw = (
+        b'{"messages": [{"role": "user", "content": "Hi"}],'
+        b' "tools": [{"type": "function", "function": {"name": "\\ud800"}}]}'
+    )
+    error = _error(raw)
+    assert (error.status, error.param) == (400, "tools[0].function.name")
+
+
+def test_deeply_nested_schema_is_a_400_naming_where():
+    schema: dict = {"type": "object"}
+    for _ in range(200):
+        schema = {"type": "object", "properties": {"x": schema}}
+    error = _error(
+        json.dumps(body(tools=[{"type": "function", "function": {"name": "f", "parameters": schema}}])).encode()
+    )
+    assert error.status == 400 and error.param.startswith("tools[0].function.parameters.properties.x")
