@@ -1,0 +1,137 @@
+"""The in-process llama.cpp engine on the real SmolLM2-135M GGUF (2 CPU cores: few, short generations)."""
+
+import json
+import threading
+
+import jsonschema
+import pytest
+
+from sogni_worker.engines import Delta, EngineError, Finish, default_model_path
+from sogni_worker.engines.llama_cpp_engine import LlamaCppEngine
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"]},
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current time in a timezone",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 20}}, "required": ["zone"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    engine = LlamaCppEngine(model_path=default_model_path(), n_ctx=1024, n_threads=2)
+    yield engine
+    engine.close()
+
+
+def run(engine, request, cancel=None):
+    items = list(engine.generate(request, cancel or threading.Event()))
+    deltas, finish = items[:-1], items[-1]
+    assert isinstance(finish, Finish) and all(isinstance(d, Delta) for d in deltas)
+    assert sum(d.tokens for d in deltas) == finish.completion_tokens
+    return deltas, finish
+
+
+def tool_call(deltas):
+    fragments = [f for d in deltas for f in d.tool_calls]
+    assert fragments and fragments[0]["id"].startswith("call_")
+    assert all(f["index"] == 0 for f in fragments)
+    return fragments[0]["name"], json.loads("".join(f.get("arguments", "") for f in fragments))
+
+
+def test_streams_real_text_token_by_token(engine):
+    deltas, finish = run(engine, {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 6})
+    text = "".join(d.content for d in deltas)
+    assert any(c.isalpha() for c in text)
+    assert len(deltas) >= 2  # streamed, not one lump
+    assert finish.prompt_tokens > 5 and 1 <= finish.completion_tokens <= 6
+    assert finish.finish_reason in ("stop", "length")
+
+
+def test_named_tool_choice_gives_a_parseable_call(engine):
+    request = {
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "max_tokens": 24,
+        "tools": [WEATHER, TIME],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    }
+    deltas, finish = run(engine, request)
+    name, arguments = tool_call(deltas)
+    assert finish.finish_reason == "tool_calls"
+    assert name == "get_weather"
+    jsonschema.validate(arguments, WEATHER["function"]["parameters"])
+
+
+def test_required_tool_choice_picks_an_offered_function(engine):
+    request = {
+        "messages": [{"role": "user", "content": "What time is it in Tokyo?"}],
+        "max_tokens": 48,
+        "tools": [WEATHER, TIME],
+        "tool_choice": "required",
+    }
+    deltas, finish = run(engine, request)
+    name, arguments = tool_call(deltas)
+    assert finish.finish_reason == "tool_calls"
+    tool = {"get_weather": WEATHER, "get_time": TIME}[name]
+    jsonschema.validate(arguments, tool["function"]["parameters"])
+
+
+def test_json_schema_response_parses_and_matches(engine):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    request = {
+        "messages": [{"role": "user", "content": "Describe a person as JSON."}],
+        "max_tokens": 48,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
+    }
+    deltas, finish = run(engine, request)
+    assert finish.finish_reason == "stop"
+    jsonschema.validate(json.loads("".join(d.content for d in deltas)), schema)
+
+
+def test_cancel_stops_generation_between_tokens(engine):
+    cancel = threading.Event()
+    request = {"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 500}
+    generation = engine.generate(request, cancel)
+    first = next(generation)
+    assert isinstance(first, Delta)
+    cancel.set()
+    with pytest.raises(EngineError) as failure:
+        for _ in generation:
+            pass
+    assert failure.value.code == "cancelled"
+    # The handle went back to the pool: the next job runs.
+    _, finish = run(engine, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+    assert finish.completion_tokens <= 2
+
+
+def test_prompt_over_the_context_window_is_refused(engine):
+    long_prompt = "word " * 1500
+    with pytest.raises(EngineError) as failure:
+        run(engine, {"messages": [{"role": "user", "content": long_prompt}], "max_tokens": 4})
+    assert failure.value.code == "context_length_exceeded"
+
+
+def test_unknown_forced_tool_is_an_invalid_request(engine):
+    request = {
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [WEATHER],
+        "tool_choice": {"type": "function", "function": {"name": "launch_rockets"}},
+    }
+    with pytest.raises(EngineError) as failure:
+        run(engine, request)
+    assert failure.value.code == "invalid_request"
