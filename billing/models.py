@@ -44,16 +44,16 @@ class LedgerEntry(models.Model):
     """Append-only. `amount` changes the balance, `held_change` the held amount; both signed."""
 
     class Kind(models.TextChoices):
-        STARTER_GRANT = "starter_grant"
-        DAILY_BONUS = "daily_bonus"
-        TOPUP = "topup"
-        HOLD = "hold"
-        RELEASE = "release"
-        CHARGE = "charge"
-        REWARD = "reward"
-        REFUND = "refund"
-        ADJUSTMENT = "adjustment"
-        CHARGEBACK = "chargeback"
+        STARTER_GRANT = "starter_grant", "Starter grant"
+        DAILY_BONUS = "daily_bonus", "Daily bonus"
+        TOPUP = "topup", "Top-up"
+        HOLD = "hold", "Hold"
+        RELEASE = "release", "Release"
+        CHARGE = "charge", "Charge"
+        REWARD = "reward", "Worker reward"
+        REFUND = "refund", "Refund"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        CHARGEBACK = "chargeback", "Chargeback"
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
     kind = models.CharField(max_length=16, choices=Kind.choices)

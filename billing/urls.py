@@ -6,7 +6,6 @@ app_name = "billing"
 
 # Dashboard actions, under billing/.
 urlpatterns = [
-    path("", views.wallet, name="wallet"),
     path("daily-bonus/", views.daily_bonus, name="daily-bonus"),
     path("checkout/", views.checkout, name="checkout"),
     path("token-type/", views.token_type, name="token-type"),

@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -20,12 +20,7 @@ def _back(request):
     target = request.POST.get("next") or request.GET.get("next")
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
         return redirect(target)
-    return redirect("billing:wallet")
-
-
-@login_required
-def wallet(request):
-    return render(request, "billing/wallet_page.html")
+    return redirect("accounts:dashboard")
 
 
 @login_required
@@ -57,7 +52,7 @@ def checkout(request):
     if package is None:
         messages.error(request, "Choose one of the Spark packages.", extra_tags=TAG)
         return _back(request)
-    wallet_url = request.build_absolute_uri(reverse("billing:wallet"))
+    wallet_url = request.build_absolute_uri(reverse("accounts:dashboard"))
     try:
         url = checkout_session_create(
             user=request.user,

@@ -4,7 +4,6 @@ import datetime
 from decimal import Decimal
 
 from django import template
-from django.contrib.messages import get_messages
 from django.utils import timezone
 
 from accounts.models import TokenTypePreference
@@ -54,5 +53,5 @@ def billing_wallet(context) -> dict:
         "token_types": TokenTypePreference.choices,
         "default_token_type": user.default_token_type,
         "next": request.get_full_path(),
-        "status": [m for m in get_messages(request) if "billing" in m.tags],
+        "checkout_return": request.GET.get("checkout"),
     }
