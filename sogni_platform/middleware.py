@@ -1,6 +1,7 @@
 """Request id, access log, request metrics and rate-limit headers for every HTTP response.
 
-Sync- and async-capable: under daphne the whole chain stays async (the SSE chat view included).
+Sync- and async-capable. It runs async only when everything below it is async-capable; WhiteNoise
+6 is sync-only, so today Django runs this chain in a thread under daphne too.
 """
 
 import logging
@@ -35,14 +36,13 @@ class RequestIdMiddleware:
         if self.is_async:
             return self.__acall__(request)
         started = self._start(request)
-        # A sync thread serves many requests: do not leak this id into the next one.
-        token = request_id_var.set(request.request_id)
-        try:
-            response = self.get_response(request)
-            self._finish(request, response, started)
-            metrics.metrics_count_request(method=request.method, route=_route(request), status=response.status_code)
-        finally:
-            request_id_var.reset(token)
+        # Not reset afterwards: under daphne this sync path runs in a sync_to_async thread whose context
+        # asgiref copies back, so Django's own response logging and a streamed body keep the id; a
+        # thread's next request sets its own.
+        request_id_var.set(request.request_id)
+        response = self.get_response(request)
+        self._finish(request, response, started)
+        metrics.metrics_count_request(method=request.method, route=_route(request), status=response.status_code)
         return response
 
     async def __acall__(self, request):
