@@ -148,6 +148,8 @@ CELERY_BEAT_SCHEDULE: dict = {}
 # API
 # Largest request body /v1/chat/completions accepts (413 above it).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024)
+# Django refuses to read larger bodies; the API answers 413 before that (inference/openai/requests.py).
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 
 # Inference: dispatch, worker sockets, relay (README "Worker network (platform side)").
 JOB_QUEUE_TIMEOUT = float(env_str("JOB_QUEUE_TIMEOUT", "30"))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
 
 from inference.openai.checks import (
     INT64_MAX,
@@ -130,13 +132,17 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _too_large(size: int) -> ApiError:
+    return ApiError(
+        f"The request body is {size} bytes; the limit is {settings.MAX_REQUEST_BYTES} bytes.",
+        status=413,
+        code="request_too_large",
+    )
+
+
 def _load(raw_body: bytes) -> dict:
     if len(raw_body) > settings.MAX_REQUEST_BYTES:
-        raise ApiError(
-            f"The request body is {len(raw_body)} bytes; the limit is {settings.MAX_REQUEST_BYTES} bytes.",
-            status=413,
-            code="request_too_large",
-        )
+        raise _too_large(len(raw_body))
     try:
         body = json.loads(raw_body.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
@@ -321,3 +327,19 @@ def parse_chat_request(raw_body: bytes, *, content_type: str | None, headers: Ma
         user=get_str(body, "user", "user"),
         options=_options(body),
     )
+
+
+def parse_http_request(request: HttpRequest) -> ChatRequest:
+    """parse_chat_request for a Django request: 413 from Content-Length before the body is read,
+    so an oversized body never meets Django's own (HTML) RequestDataTooBig."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > settings.MAX_REQUEST_BYTES:
+        raise _too_large(declared)
+    try:
+        raw_body = request.body
+    except RequestDataTooBig:
+        raise _too_large(declared) from None
+    return parse_chat_request(raw_body, content_type=request.META.get("CONTENT_TYPE"), headers=request.headers)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from inference.openai.requests import parse_chat_request
+from inference.openai.requests import parse_chat_request, parse_http_request
 from sogni_platform.exceptions import ApiError, error_response
 from tests.support.openai_schema import validate
 
@@ -476,3 +476,24 @@ def test_deeply_nested_schema_is_a_400_naming_where():
         json.dumps(body(tools=[{"type": "function", "function": {"name": "f", "parameters": schema}}])).encode()
     )
     assert error.status == 400 and error.param.startswith("tools[0].function.parameters.properties.x")
+
+
+@pytest.mark.parametrize("size", [3 * 1024 * 1024, 10 * 1024 * 1024])
+def test_django_request_over_or_under_djangos_own_limit(rf, settings, size):
+    """The view's entry point: 413 from Content-Length, never Django's HTML RequestDataTooBig."""
+    settings.MAX_REQUEST_BYTES = 4 * 1024 * 1024
+    raw = json.dumps(msgs({"role": "user", "content": "x" * size}))
+    request = rf.post("/v1/chat/completions", raw, content_type="application/json")
+    if size < settings.MAX_REQUEST_BYTES:
+        assert parse_http_request(request).messages[0]["content"] == "x" * size
+    else:
+        with pytest.raises(ApiError) as caught:
+            parse_http_request(request)
+        assert (caught.value.status, caught.value.code) == (413, "request_too_large")
+
+
+def test_django_request_wrong_content_type(rf):
+    request = rf.post("/v1/chat/completions", "messages=hi", content_type="application/x-www-form-urlencoded")
+    with pytest.raises(ApiError) as caught:
+        parse_http_request(request)
+    assert caught.value.status == 415
