@@ -29,7 +29,7 @@ browser:
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/daphne -b 127.0.0.1 -p $(PORT) sogni_platform.asgi:application
+	$(BIN)/python manage.py runlocal --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,101 @@
+"""`make run`'s embedded mode end to end: `manage.py runlocal` with none of the platform's environment
+(no DATABASE_URL, no REDIS_URL, no secrets), a fresh data folder, then the README's quick test."""
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+import httpx
+import pytest
+
+from tests.support.processes import ARTIFACTS, ROOT, Process, free_port, wait_until
+from tests.support.workers import SMOLLM2
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+READY = "Sogni platform running at"
+
+
+def clean_env(data_dir) -> dict[str, str]:
+    """What a fresh shell on a new machine has: none of our variables."""
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
+    return {**env, "SOGNI_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture
+def runlocal(tmp_path):
+    env = clean_env(tmp_path / "data")
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / f"runlocal-{uuid.uuid4().hex[:8]}.log"
+    popen = subprocess.Popen(
+        manage("runlocal", "--port", str(port)),
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    process = Process(name="runlocal", popen=popen, log_path=log_path, extra={"env": env, "port": port})
+    yield process
+    if process.alive():
+        process.popen.kill()
+        process.popen.wait(10)
+
+
+def test_runlocal_serves_the_quick_test_with_its_local_worker_and_stops_cleanly(runlocal, tmp_path):
+    env, url = runlocal.extra["env"], f"http://127.0.0.1:{runlocal.extra['port']}"
+
+    def ready() -> bool:
+        if not runlocal.alive():
+            raise RuntimeError(f"runlocal exited with {runlocal.popen.returncode}:\n{runlocal.log()}")
+        return READY in runlocal.log()
+
+    wait_until(ready, timeout=300, interval=0.5, what="runlocal ready")
+    assert (tmp_path / "data" / "db.sqlite3").exists(), "the embedded mode keeps its database in SOGNI_DATA_DIR"
+
+    issued = subprocess.run(
+        manage("issue_api_key", "you@example.com"), env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert issued.returncode == 0, issued.stderr
+    key = issued.stdout.strip()
+    assert key.startswith("sk-sogni-")
+
+    # The README's quick test (bounded by max_tokens: two CPU cores).
+    body = {"model": SMOLLM2, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 32}
+    response = httpx.post(
+        f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=body, timeout=240
+    )
+    assert response.status_code == 200, response.text
+    reply = response.json()
+    assert reply["model"] == SMOLLM2
+    content = reply["choices"][0]["message"]["content"]
+    assert content and any(ch.isalpha() for ch in content), reply
+
+    children = children_of(runlocal.popen.pid)
+    assert len(children) == 2, f"daphne and the local worker, got {children}"
+    runlocal.popen.send_signal(signal.SIGINT)  # Ctrl-C
+    runlocal.popen.wait(120)
+    assert runlocal.popen.returncode == 0, runlocal.log()
+    wait_until(lambda: all(gone(pid) for pid in children), timeout=10, what="runlocal's children gone")
