@@ -14,7 +14,11 @@ WEATHER = {
     "function": {
         "name": "get_weather",
         "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+        },
     },
 }
 TIME = {
@@ -22,7 +26,11 @@ TIME = {
     "function": {
         "name": "get_time",
         "description": "Current time in a timezone",
-        "parameters": {"type": "object", "properties": {"zone": {"type": "string", "maxLength": 20}}, "required": ["zone"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string", "maxLength": 20}},
+            "required": ["zone"],
+        },
     },
 }
 
@@ -61,7 +69,7 @@ def test_streams_real_text_token_by_token(engine):
 def test_named_tool_choice_gives_a_parseable_call(engine):
     request = {
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
-        "max_tokens": 24,
+        "max_tokens": 40,
         "tools": [WEATHER, TIME],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
     }
@@ -89,7 +97,10 @@ def test_required_tool_choice_picks_an_offered_function(engine):
 def test_json_schema_response_parses_and_matches(engine):
     schema = {
         "type": "object",
-        "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+        "properties": {
+            "name": {"type": "string", "maxLength": 12},
+            "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        },
         "required": ["name", "age"],
         "additionalProperties": False,
     }

@@ -94,7 +94,7 @@ class OpenAIEngine(Engine):
                             return
 
                 threading.Thread(target=abort_on_cancel, daemon=True).start()
-                yield from self._relay(response, cancel)
+                yield from self._relay(response, request, cancel)
         except EngineError:
             raise
         except (httpx.HTTPError, RuntimeError, OSError) as exc:
@@ -104,8 +104,15 @@ class OpenAIEngine(Engine):
         finally:
             done.set()
 
-    def _relay(self, response: httpx.Response, cancel: threading.Event) -> Iterator[Delta | Finish]:
-        finish_reason, usage, chunks, reasoning_chunks, saw_tools = None, None, 0, 0, False
+    @staticmethod
+    def _estimate_prompt(request: dict[str, Any]) -> int:
+        """For servers that send no usage: about 4 characters a token, plus a few per message."""
+        return sum(len(json.dumps(m.get("content") or "")) // 4 + 4 for m in request.get("messages") or [])
+
+    def _relay(
+        self, response: httpx.Response, request: dict[str, Any], cancel: threading.Event
+    ) -> Iterator[Delta | Finish]:
+        finish_reason, usage, chunks, reasoning_chunks, saw_tools, ended = None, None, 0, 0, False, False
         for line in response.iter_lines():
             if cancel.is_set():
                 raise cancelled()
@@ -113,6 +120,7 @@ class OpenAIEngine(Engine):
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
+                ended = True
                 break
             try:
                 chunk = json.loads(data)
@@ -146,13 +154,16 @@ class OpenAIEngine(Engine):
                 finish_reason = choice.get("finish_reason") or finish_reason
         if cancel.is_set():
             raise cancelled()
+        if not ended and finish_reason is None:
+            # e.g. llama-cpp-python's server drops a stream whose prompt overflows the context
+            raise EngineError("engine_error", "the upstream server ended the stream without finishing", retryable=True)
         if finish_reason != "length":
             finish_reason = "tool_calls" if saw_tools or finish_reason == "function_call" else "stop"
         usage = usage or {}
         details = usage.get("completion_tokens_details") or {}
         yield Finish(
             finish_reason,
-            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("prompt_tokens") or self._estimate_prompt(request)),
             int(usage.get("completion_tokens") or chunks),
             int(details.get("reasoning_tokens") or reasoning_chunks),
         )
