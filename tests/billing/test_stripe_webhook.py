@@ -143,3 +143,20 @@ def test_session_without_a_known_user_is_acknowledged_and_credits_nothing(client
     response = post(client, event("evt_n", "checkout.session.completed", obj))
     assert response.status_code == 200
     assert not LedgerEntry.objects.filter(kind="topup").exists()
+
+
+def test_partial_refunds_take_back_only_the_newly_refunded_part(client, make_user):
+    user = make_user()
+    post(client, event("evt_p", "checkout.session.completed", session("cs_pr", user, intent="pi_pr")))
+    assert spark(user) == Decimal("2100")
+    charge = {"id": "ch_pr", "object": "charge", "payment_intent": "pi_pr", "amount": 1000}
+    post(client, event("evt_r1", "charge.refunded", {**charge, "amount_refunded": 400}))
+    assert spark(user) == Decimal("1300")
+    post(client, event("evt_r2", "charge.refunded", {**charge, "amount_refunded": 1000}))
+    assert spark(user) == Decimal("100")
+    post(client, event("evt_r3", "charge.refunded", {**charge, "amount_refunded": 400}))  # late, older state
+    assert spark(user) == Decimal("100")
+    assert list(LedgerEntry.objects.filter(kind="refund").order_by("id").values_list("amount", flat=True)) == [
+        Decimal("-800"),
+        Decimal("-1200"),
+    ]
