@@ -4,7 +4,7 @@ import pytest
 
 from tests.support.services import missing_services
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.workers"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.workers", "tests.support.browser"]
 
 
 def pytest_sessionstart(session):

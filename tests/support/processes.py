@@ -68,8 +68,10 @@ def start_process(name: str, args: list[str], env: dict[str, str]) -> Process:
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"{name}-{uuid.uuid4().hex[:8]}.log"
     log_file = log_path.open("w")
+    # Never hand a child the browser fixture's async-safety override (tests/support/browser.py).
+    inherited = {key: value for key, value in os.environ.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     popen = subprocess.Popen(
-        args, cwd=ROOT, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        args, cwd=ROOT, env={**inherited, **env}, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
     )
     return Process(name=name, popen=popen, log_path=log_path)
 

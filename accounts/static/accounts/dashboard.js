@@ -110,7 +110,7 @@
   }
 
   // Runs one action at a time; every outcome, good or bad, ends up in the status line.
-  function run(work) {
+  function run(button, work) {
     if (state.busy) return;
     state.busy = true;
     render();
@@ -119,10 +119,9 @@
       .catch(function (error) { say(error.message || String(error), "error"); })
       .then(function () {
         state.busy = false;
-        var focused = document.activeElement;
         render();
-        // Keep keyboard focus inside the dialog when the focused button was disabled meanwhile.
-        if (!focused || focused === document.body || focused.disabled) revealButton.focus();
+        // The button was disabled while busy, which can drop keyboard focus: give it back.
+        if (dialog.open && !dialog.contains(document.activeElement)) button.focus();
       });
   }
 
@@ -131,7 +130,7 @@
   }
 
   revealButton.addEventListener("click", function () {
-    run(function () {
+    run(revealButton, function () {
       if (state.shown) {
         state.shown = false;
         say("Key hidden.");
@@ -145,7 +144,7 @@
   });
 
   copyButton.addEventListener("click", function () {
-    run(function () {
+    run(copyButton, function () {
       return (state.key ? Promise.resolve() : reveal())
         .then(function () {
           if (!navigator.clipboard) throw new Error("clipboard unavailable");
@@ -168,7 +167,7 @@
       say("Nothing changed: regeneration cancelled.");
       return;
     }
-    run(function () {
+    run(regenerateButton, function () {
       return post("regenerate").then(function (body) {
         apply(body);
         state.shown = true;
@@ -178,7 +177,7 @@
   });
 
   toggleButton.addEventListener("click", function () {
-    run(function () {
+    run(toggleButton, function () {
       return post(state.enabled ? "disable" : "enable").then(function (body) {
         apply(body);
         say(body.message);
