@@ -92,6 +92,10 @@ class Hold(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN, db_index=True)
     amount = models.DecimalField(**AMOUNT)
     usd_estimate = models.DecimalField(**AMOUNT)
+    # Prices in effect when the hold was taken; settlement charges at these.
+    input_price_usd_per_m = models.DecimalField(max_digits=12, decimal_places=6, default=ZERO)
+    output_price_usd_per_m = models.DecimalField(max_digits=12, decimal_places=6, default=ZERO)
+    usd_per_token = models.DecimalField(**AMOUNT, default=ZERO)
     charged = models.DecimalField(**AMOUNT, default=ZERO)
     usd_charged = models.DecimalField(**AMOUNT, default=ZERO)
     prompt_tokens = models.PositiveIntegerField(default=0)

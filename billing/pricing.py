@@ -22,7 +22,9 @@ def estimate_usd(*, model, prompt_tokens: int, max_tokens: int) -> Decimal:
 
 
 def usage_usd(*, model, prompt_tokens: int, completion_tokens: int) -> Decimal:
-    """Actual price in USD of the tokens used, exact."""
+    """Actual price in USD of the tokens used, exact (`model`: anything with the two price fields)."""
+    if prompt_tokens < 0 or completion_tokens < 0:
+        raise ValueError("token counts cannot be negative")
     return (
         Decimal(prompt_tokens) * model.input_price_usd_per_m + Decimal(completion_tokens) * model.output_price_usd_per_m
     ) / MILLION
@@ -42,9 +44,10 @@ def usd_per_token(token_type: str) -> Decimal:
     return SPARK_USD if token_type == TokenType.SPARK else sogni_usd_rate()
 
 
-def usd_to_tokens(usd: Decimal, token_type: str, *, round_up: bool = True) -> Decimal:
+def usd_to_tokens(usd: Decimal, token_type: str, *, round_up: bool = True, rate: Decimal | None = None) -> Decimal:
     """USD in units of `token_type` at 12 places; what a user pays rounds up, what a worker earns rounds down."""
-    return (usd / usd_per_token(token_type)).quantize(QUANTUM, rounding=ROUND_UP if round_up else ROUND_DOWN)
+    rate = rate if rate is not None else usd_per_token(token_type)
+    return (usd / rate).quantize(QUANTUM, rounding=ROUND_UP if round_up else ROUND_DOWN)
 
 
 def tokens_to_usd(amount: Decimal, token_type: str, *, rate: Decimal | None = None) -> Decimal:

@@ -15,7 +15,14 @@ from django.utils import timezone
 
 from accounts.models import TokenType, TokenTypePreference, User
 from billing.models import ZERO, AccountDebt, DailyBonusClaim, Hold, LedgerEntry, TopUp, Wallet
-from billing.pricing import SPARK_USD, estimate_usd, usage_usd, usd_to_tokens, worker_reward_share
+from billing.pricing import (
+    SPARK_USD,
+    estimate_usd,
+    usage_usd,
+    usd_per_token,
+    usd_to_tokens,
+    worker_reward_share,
+)
 from billing.selectors import next_daily_bonus_at
 from sogni_platform.exceptions import ApiError, InsufficientBalance, ServiceUnavailable
 
@@ -152,16 +159,26 @@ def _hold_first_covering(*, user: User, job_id: str, model, usd: Decimal, candid
     shortfalls = []
     for token_type in candidates:
         try:
-            amount = usd_to_tokens(usd, token_type)
+            rate = usd_per_token(token_type)
         except LookupError:
             if len(candidates) == 1:
                 raise ServiceUnavailable("Paying in SOGNI is not available right now (no SOGNI rate is set).") from None
             continue
+        amount = usd_to_tokens(usd, token_type, rate=rate)
         wallet = _wallet_lock(user_id=user.pk, token_type=token_type)
         if wallet.available < amount:
             shortfalls.append(f"{amount.normalize():f} {wallet.get_token_type_display()}")
             continue
-        hold = Hold.objects.create(job_id=job_id, wallet=wallet, model_id=model.pk, amount=amount, usd_estimate=usd)
+        hold = Hold.objects.create(
+            job_id=job_id,
+            wallet=wallet,
+            model_id=model.pk,
+            amount=amount,
+            usd_estimate=usd,
+            input_price_usd_per_m=model.input_price_usd_per_m,
+            output_price_usd_per_m=model.output_price_usd_per_m,
+            usd_per_token=rate,
+        )
         _post(wallet, kind=Kind.HOLD, key=f"hold:{job_id}", held_change=amount, job_id=job_id)
         return hold
     raise InsufficientBalance(
@@ -171,14 +188,14 @@ def _hold_first_covering(*, user: User, job_id: str, model, usd: Decimal, candid
 
 
 def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worker_owner: User | None = None) -> Hold:
-    """Charge the actual usage at the model's price in the hold's token type and release the rest.
+    """Charge the actual usage in the hold's token type and release the rest.
+
+    Usage is priced as the hold was: the model's prices and the token's USD rate when it was taken.
 
     The charge never exceeds the hold. If `worker_owner` is given, their SOGNI wallet earns a `reward`:
     settings.WORKER_REWARD_SHARE of the USD charged, at the current SOGNI rate. Idempotent: a hold
     that is no longer open is returned unchanged. Raises HoldNotFound for an unknown job id.
     """
-    from inference.models import LlmModel
-
     if worker_owner is not None:
         wallets_ensure(user=worker_owner)
     with transaction.atomic():
@@ -187,15 +204,14 @@ def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worke
             raise HoldNotFound(job_id)
         if hold.status != Hold.Status.OPEN:
             return hold
-        model = LlmModel.objects.get(pk=hold.model_id)
-        usd = usage_usd(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        usd = usage_usd(model=hold, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         wallet_ids = {hold.wallet_id}
         if worker_owner is not None:
             wallet_ids.add(Wallet.objects.get(user=worker_owner, token_type=TokenType.SOGNI).pk)
         # Lock every wallet touched in id order, so concurrent settlements cannot deadlock.
         locked = {w.pk: w for w in Wallet.objects.select_for_update().filter(pk__in=wallet_ids).order_by("pk")}
         wallet = locked[hold.wallet_id]
-        cost = usd_to_tokens(usd, wallet.token_type)
+        cost = usd_to_tokens(usd, wallet.token_type, rate=hold.usd_per_token)
         charge = min(cost, hold.amount)
         usd_charged = usd if cost <= hold.amount else hold.usd_estimate
         if charge > 0:

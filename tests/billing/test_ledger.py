@@ -164,3 +164,21 @@ def test_token_type_body_beats_header_beats_account_default(make_user):
     with pytest.raises(ApiError) as bad:
         token_type_requested(body_value=3, header_value=None, user=user)
     assert bad.value.param == "token_type"
+
+
+def test_settlement_charges_the_prices_in_effect_when_the_hold_was_taken(make_user, model, sogni_rate):
+    from billing.models import SogniRate
+
+    user, operator = make_user(), make_user()
+    wallet_adjust(wallet=wallet(user, TokenType.SOGNI), amount=Decimal("10"), reason="t", operator=operator, key="s")
+    job_hold(user=user, job_id="job-p", model=model, prompt_tokens=0, max_tokens=100_000, token_type="sogni")
+    LlmModel.objects.filter(pk=model.pk).update(output_price_usd_per_m=Decimal("9"))
+    SogniRate.objects.create(usd_per_sogni=Decimal("0.02"))
+
+    hold = job_settle(job_id="job-p", prompt_tokens=0, completion_tokens=50_000, worker_owner=operator)
+
+    # 50,000 x $0.90/1M = $0.045 at the held $0.01 per SOGNI = 4.5 SOGNI (of the 9 held).
+    assert (hold.charged, hold.usd_charged) == (Decimal("4.5"), Decimal("0.045"))
+    assert wallet(user, TokenType.SOGNI).balance == Decimal("5.5")
+    # The reward converts at the current rate: 70% of $0.045 at $0.02 = 1.575 SOGNI.
+    assert wallet(operator, TokenType.SOGNI).balance == Decimal("1.575")
