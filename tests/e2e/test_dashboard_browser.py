@@ -52,6 +52,10 @@ def test_sign_up_then_reveal_copy_regenerate_disable_and_enable_the_key(live_pla
     page.keyboard.press("Enter")
     expect(status).to_have_text("Key revealed. Keep it secret.")
     expect(key_text).to_have_text(KEY)
+    hide = dialog.get_by_role("button", name="Hide key")
+    expect(hide).to_have_attribute("aria-pressed", "true")
+    expect(hide.locator("[data-icon=eye]")).to_be_hidden()
+    expect(hide.locator("[data-icon=eye-off]")).to_be_visible()
     first_key = key_text.inner_text()
     assert _models_status(url, first_key) == 200
 

@@ -68,8 +68,9 @@
     revealButton.setAttribute("aria-pressed", String(state.shown));
     revealButton.setAttribute("aria-label", state.shown ? "Hide key" : "Reveal key");
     revealButton.title = state.shown ? "Hide key" : "Reveal key";
-    revealButton.querySelector("[data-icon=eye]").hidden = state.shown;
-    revealButton.querySelector("[data-icon=eye-off]").hidden = !state.shown;
+    // SVG elements have no .hidden property: toggle the attribute.
+    revealButton.querySelector("[data-icon=eye]").toggleAttribute("hidden", state.shown);
+    revealButton.querySelector("[data-icon=eye-off]").toggleAttribute("hidden", !state.shown);
     var label = !state.hasKey ? "None" : state.enabled ? "Enabled" : "Disabled";
     [stateBadge, pageBadge].forEach(function (badge) {
       if (!badge) return;
