@@ -21,9 +21,9 @@ def start_worker():
     """Start `sogni-worker` (scripted engine unless told otherwise) as a real process."""
     started: list[Process] = []
 
-    def start(platform_url: str, *args: str, env: dict[str, str] | None = None) -> Process:
+    def start(platform_url: str, *args: str, env: dict[str, str] | None = None, scripted: bool = True) -> Process:
         argv = [*WORKER, "--platform", platform_url, "--name", "test-worker", *args]
-        if "--engine" not in args:
+        if scripted:
             argv += ["--engine", "scripted", "--models", "test-model"]
         process = start_process("sogni-worker", argv, {"SOGNI_API_KEY": KEY, "PYTHONUNBUFFERED": "1", **(env or {})})
         started.append(process)

@@ -155,3 +155,18 @@ def test_reconnects_after_a_drop_and_serves_again(peer, start_worker):
     second = _connected(peer, 2)
     peer.job(second, "job-r", "again")
     assert _ended(second, "job-r")["type"] == "done"
+
+
+def test_default_worker_serves_smollm2_with_llama_cpp(peer, start_worker):
+    worker = start_worker(peer.url, "--n-ctx", "1024", scripted=False)
+    conn = wait_for(lambda: len(peer.welcomed()) >= 1 and peer.welcomed()[0], timeout=60, what="llama worker hello")
+    hello = conn.of_type("hello")[0]
+    assert hello["engine"] == "llama-cpp" and hello["models"] == ["smollm2-135m-instruct-q4_1"]
+    assert "SCRIPTED" not in worker.log()
+    peer.job(conn, "job-llm", "Say hello.", max_tokens=4)
+    done = wait_for(lambda: next((f for f in conn.for_job("job-llm") if f["type"] != "delta"), None), timeout=120)
+    deltas = [f for f in conn.for_job("job-llm") if f["type"] == "delta"]
+    assert done["type"] == "done", done
+    assert any(c.isalpha() for c in _text(conn, "job-llm"))
+    assert done["usage"]["completion_tokens"] == sum(f["tokens"] for f in deltas) <= 4
+    assert done["usage"]["prompt_tokens"] > 0

@@ -137,12 +137,6 @@ def test_upstream_errors_map_to_protocol_codes(status, body, code, retryable):
     assert error.message
 
 
-def test_a_request_the_server_rejects_is_invalid_request(engine):
-    with pytest.raises(EngineError) as failure:
-        run(engine, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": "hot"})
-    assert failure.value.code == "invalid_request" and not failure.value.retryable
-
-
 def test_reasoning_fields_of_either_name_become_reasoning():
     # vLLM/SGLang/llama-server send `reasoning_content`; newer vLLM and Ollama send `reasoning`.
     chunks = [
