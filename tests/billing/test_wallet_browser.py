@@ -1,4 +1,8 @@
-"""The wallet panel in headless Chromium against a real daphne, with a local stand-in for Stripe's API."""
+"""The wallet panel in headless Chromium (tests/support/browser.py) against a real daphne.
+
+This module starts its own daphne rather than using `live_platform`, because Buy Spark needs
+STRIPE_API_BASE in the server's environment, pointed at a local stand-in for Stripe's API.
+"""
 
 import datetime
 import json
@@ -14,10 +18,6 @@ from tests.support.processes import free_port, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 PASSWORD = "correct horse battery"
-CHROMIUM = {
-    "executable_path": "/usr/bin/chromium",
-    "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-}
 
 
 class StripeStandIn(BaseHTTPRequestHandler):
@@ -69,37 +69,25 @@ def platform_url(live_env, stripe_standin):
     daphne.stop()
 
 
-@pytest.fixture
-def browser(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls in this test stay synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(headless=True, **CHROMIUM)
-        yield browser
-        browser.close()
-
-
-def logged_in_page(browser, url: str, email: str):
-    context = browser.new_context()
-    page = context.new_page()
+def log_in(page, url: str, email: str) -> None:
     page.goto(f"{url}/login/")
     page.fill("input[name=username]", email)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{url}/dashboard/")
-    return context, page
 
 
 def spark_available(page) -> str:
     return page.locator('tr[data-token-type="spark"] td.available').inner_text().strip()
 
 
-def test_daily_bonus_rises_once_then_refuses_with_the_next_claim_time(transactional_db, platform_url, browser):
+def test_daily_bonus_rises_once_then_refuses_with_the_next_claim_time(
+    transactional_db, platform_url, browser_context, page
+):
     user_signup(email="bonus@example.com", password=PASSWORD)
-    context, first = logged_in_page(browser, platform_url, "bonus@example.com")
-    second = context.new_page()  # a second tab, still showing the button
+    first = page
+    log_in(first, platform_url, "bonus@example.com")
+    second = browser_context.new_page()  # a second tab, still showing the button
     second.goto(f"{platform_url}/dashboard/")
     assert spark_available(first) == "100"
 
@@ -116,14 +104,11 @@ def test_daily_bonus_rises_once_then_refuses_with_the_next_claim_time(transactio
     assert f"Already claimed today. Next daily bonus at {tomorrow:%Y-%m-%d} 00:00 UTC" in refusal
     assert spark_available(second) == "150"
     assert f"Next daily bonus at {tomorrow:%Y-%m-%d} 00:00 UTC" in second.locator(".next-claim").inner_text()
-    context.close()
 
 
-def test_buy_spark_redirects_to_the_checkout_url_stripe_returned(
-    transactional_db, platform_url, browser, stripe_standin
-):
+def test_buy_spark_redirects_to_the_checkout_url_stripe_returned(transactional_db, platform_url, page, stripe_standin):
     user = user_signup(email="buyer@example.com", password=PASSWORD)
-    context, page = logged_in_page(browser, platform_url, "buyer@example.com")
+    log_in(page, platform_url, "buyer@example.com")
 
     page.get_by_role("button", name="Buy 2,000 Spark for $10").click()
 
@@ -138,4 +123,3 @@ def test_buy_spark_redirects_to_the_checkout_url_stripe_returned(
     assert sent["form"]["success_url"][0].startswith(f"{platform_url}/dashboard/")
     topup = TopUp.objects.get(session_id=sent["id"])
     assert (topup.user, topup.usd_cents, topup.status) == (user, 1000, "pending")
-    context.close()
