@@ -8,6 +8,7 @@ have to silently ignore although they change the answer (n > 1, audio, logprobs,
 
 import copy
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,7 +159,8 @@ def _load(raw_body: bytes) -> dict:
 
 def _scan(body: dict) -> None:
     """Refuse what would break later layers: nesting past MAX_DEPTH (recursion in schema checks
-    and copies), NUL characters (PostgreSQL's jsonb cannot store them), lone surrogates (not UTF-8)."""
+    and copies), NUL characters (PostgreSQL's jsonb cannot store them), lone surrogates (not UTF-8),
+    numbers too large for a double (1e400 parses as inf, which JSON cannot carry on)."""
     stack: list[tuple[Any, str, int]] = [(body, "", 0)]
     while stack:
         value, path, depth = stack.pop()
@@ -170,6 +172,8 @@ def _scan(body: dict) -> None:
         else:
             if isinstance(value, str):
                 _check_text(value, path)
+            elif isinstance(value, float) and not math.isfinite(value):
+                invalid(f"Invalid '{path}': number out of range.", param=path, code="invalid_value")
             continue
         if depth >= MAX_DEPTH:
             invalid(f"Invalid '{path}': nested deeper than {MAX_DEPTH} levels.", param=path, code="invalid_value")

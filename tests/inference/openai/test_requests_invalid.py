@@ -497,3 +497,13 @@ def test_django_request_wrong_content_type(rf):
     with pytest.raises(ApiError) as caught:
         parse_http_request(request)
     assert caught.value.status == 415
+
+
+def test_numbers_beyond_a_double_are_refused_not_stored_as_infinity():
+    raw = b'{"messages": [{"role": "user", "content": "Hi"}], "repetition_penalty": 1e400}'
+    assert (_error(raw).param, _error(raw).code) == ("repetition_penalty", "invalid_value")
+    raw = (
+        b'{"messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "function", "function": '
+        b'{"name": "f", "parameters": {"type": "object", "properties": {"n": {"maximum": -1e999}}}}}]}'
+    )
+    assert _error(raw).param == "tools[0].function.parameters.properties.n.maximum"
