@@ -34,7 +34,13 @@ def test_sign_up_then_reveal_copy_regenerate_disable_and_enable_the_key(live_pla
     url = live_platform.url
     _sign_up(page, url, "ada@example.com")
 
-    page.get_by_role("tab", name="Developer").click()
+    # The section tabs work from the keyboard (arrow keys) and show one section at a time.
+    account_tab = page.get_by_role("tab", name="Account & Wallet")
+    expect(account_tab).to_have_attribute("aria-selected", "true")
+    account_tab.focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("tab", name="Developer")).to_be_focused()
+    expect(page.get_by_role("tabpanel", name="Account & Wallet")).to_be_hidden()
     expect(page.get_by_text(f"{url}/v1", exact=True)).to_be_visible()
     opener = page.get_by_role("button", name="API Key", exact=True)
     opener.focus()
