@@ -136,6 +136,7 @@ def api_key_enable_view(request, api_key: ApiKey | None):
         return _no_key()
     try:
         api_key = api_key_enable(api_key=api_key, actor=request.user)
-    except ApiKeyLocked:
-        return _error("An operator disabled this key. Contact support to enable it.", 403, "api_key_locked")
+    except ApiKeyLocked as locked:
+        message = f"This key was disabled by the platform ({locked}); only support can enable it."
+        return _error(message, 403, "api_key_locked")
     return _key_state(api_key, "Key enabled. API calls with it are accepted again.")

@@ -117,6 +117,7 @@ def test_owner_cannot_re_enable_a_key_an_operator_disabled():
     refused = client.post(_url("enable"))
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "api_key_locked"
+    assert "disabled by operator" in refused.json()["error"]["message"]
     assert api_key_authenticate(raw) is None
 
 
