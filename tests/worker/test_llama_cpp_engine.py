@@ -146,3 +146,90 @@ def test_unknown_forced_tool_is_an_invalid_request(engine):
     with pytest.raises(EngineError) as failure:
         run(engine, request)
     assert failure.value.code == "invalid_request"
+
+
+# A Qwen2.5-style template: tools in the system turn, calls as <tool_call> JSON, results as <tool_response>.
+HERMES_TEMPLATE = """
+{%- if tools %}<|im_start|>system
+{% if messages[0].role == 'system' %}{{ messages[0].content }}{% else %}You are a helpful assistant.{% endif %}
+
+# Tools
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
+<tool_call>
+{"name": <function-name>, "arguments": <args-json-object>}
+</tool_call><|im_end|>
+{% elif messages[0].role == 'system' %}<|im_start|>system
+{{ messages[0].content }}<|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == 'user' or (message.role == 'assistant' and not message.tool_calls) %}
+<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% elif message.role == 'assistant' %}<|im_start|>assistant
+{% if message.content %}{{ message.content }}
+{% endif %}{% for call in message.tool_calls %}<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>{% endfor %}<|im_end|>
+{% elif message.role == 'tool' %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}
+"""
+
+HISTORY = [
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"},
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hermes_engine():
+    engine = LlamaCppEngine(model_path=default_model_path(), n_ctx=1024, n_threads=2, chat_template=HERMES_TEMPLATE)
+    yield engine
+    engine.close()
+
+
+def test_a_template_that_speaks_tools_gets_them_through_the_template(hermes_engine):
+    request = {"messages": HISTORY[:1], "tools": [WEATHER, TIME], "tool_choice": "required"}
+    prompt = hermes_engine.render(request, [WEATHER, TIME])
+    assert "<tools>" in prompt and '"name": "get_time"' in prompt and "functions." not in prompt
+    deltas, finish = run(hermes_engine, {**request, "max_tokens": 48})
+    name, arguments = tool_call(deltas)
+    assert finish.finish_reason == "tool_calls"
+    jsonschema.validate(arguments, {"get_weather": WEATHER, "get_time": TIME}[name]["function"]["parameters"])
+
+
+def test_tool_history_renders_in_both_styles(engine, hermes_engine):
+    request = {"messages": HISTORY, "tools": [WEATHER], "max_tokens": 3}
+    native = hermes_engine.render(request, [WEATHER])
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}' in native
+    assert "<tool_response>\nSunny, 21 C" in native
+    flat = engine.render(request, [WEATHER])
+    assert 'functions.get_weather:\n{"city": "Paris"}' in flat and "functions.get_weather returned:\nSunny" in flat
+    # The plain template has no tool support; the conversation still continues.
+    deltas, finish = run(engine, {**request, "tool_choice": "none"})
+    assert finish.completion_tokens >= 1
+
+
+def test_auto_tool_choice_answers_or_calls_well_formed(engine):
+    request = {"messages": HISTORY[:1], "max_tokens": 40, "tools": [WEATHER], "tool_choice": "auto"}
+    deltas, finish = run(engine, request)
+    if any(d.tool_calls for d in deltas):
+        name, arguments = tool_call(deltas)
+        assert finish.finish_reason == "tool_calls" and name == "get_weather"
+        jsonschema.validate(arguments, WEATHER["function"]["parameters"])
+    else:
+        text = "".join(d.content for d in deltas)
+        assert text and not text.startswith("message:") and finish.finish_reason in ("stop", "length")

@@ -66,6 +66,12 @@ def _add_engine_options(parser: argparse.ArgumentParser, engines: tuple[str, ...
         help="context window in tokens (default 2048)",
     )
     g.add_argument(
+        "--chat-template",
+        type=Path,
+        default=env("SOGNI_CHAT_TEMPLATE"),
+        help="Jinja chat template file to use instead of the one in the GGUF",
+    )
+    g.add_argument(
         "--n-gpu-layers",
         type=int,
         default=int(env("SOGNI_N_GPU_LAYERS", "0")),
@@ -176,9 +182,15 @@ def build_engine(parser: argparse.ArgumentParser, args: argparse.Namespace) -> E
     except ImportError:
         parser.error("the llama-cpp engine needs llama-cpp-python: pip install 'sogni-worker[llama]'")
     log.info("loading %s (%d instance(s), n_ctx %d, %d threads)", path, args.slots, args.n_ctx, args.n_threads)
+    template = None
+    if args.chat_template is not None:
+        try:
+            template = Path(args.chat_template).read_text()
+        except OSError as exc:
+            parser.error(f"--chat-template: {exc}")
     return LlamaCppEngine(
         model_path=path, n_ctx=args.n_ctx, n_threads=args.n_threads, instances=args.slots,
-        n_gpu_layers=args.n_gpu_layers,
+        n_gpu_layers=args.n_gpu_layers, chat_template=template,
     )  # fmt: skip
 
 

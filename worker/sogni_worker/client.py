@@ -8,6 +8,7 @@ import logging
 import random
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,9 @@ BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 WELCOME_TIMEOUT = 15.0
 MAX_INCOMING_BYTES = 16 * 1024 * 1024
+# Half the platform's default frame budget (2000/s): bursts from many slots coalesce instead of
+# tripping the platform's rate limit (close 4003).
+MAX_FRAMES_PER_SECOND = 1000
 
 
 class FatalClose(Exception):
@@ -63,6 +67,7 @@ class Worker:
         self._drain_event: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._ws: ClientConnection | None = None
+        self._next_send = 0.0
         self._welcomed = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -218,6 +223,11 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        now = time.monotonic()
+        at = max(now, self._next_send)
+        self._next_send = at + 1 / MAX_FRAMES_PER_SECOND
+        if at > now:
+            await asyncio.sleep(at - now)
         await ws.send(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
 
     # -- frames and jobs --------------------------------------------------------------------------

@@ -128,7 +128,14 @@ class LlamaCppEngine(Engine):
     name = "llama-cpp"
 
     def __init__(
-        self, *, model_path: Path, n_ctx: int = 2048, n_threads: int = 2, instances: int = 1, n_gpu_layers: int = 0
+        self,
+        *,
+        model_path: Path,
+        n_ctx: int = 2048,
+        n_threads: int = 2,
+        instances: int = 1,
+        n_gpu_layers: int = 0,
+        chat_template: str | None = None,
     ) -> None:
         self.n_ctx = n_ctx
         self.pool: queue.Queue[llama_cpp.Llama] = queue.Queue()
@@ -140,7 +147,7 @@ class LlamaCppEngine(Engine):
                 )
             )  # fmt: skip
         llm = self.pool.queue[0]
-        self.template = llm.metadata.get("tokenizer.chat_template")
+        self.template = chat_template or llm.metadata.get("tokenizer.chat_template")
         self.style: ToolStyle = HERMES if template_speaks_hermes_tools(self.template) else FUNCTIONS
         eos, bos = llm.token_eos(), llm.token_bos()
         self.formatter = llama_chat_format.Jinja2ChatFormatter(
