@@ -107,6 +107,8 @@ def test_job_held_by_a_killed_worker_before_its_first_token_completes_on_another
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
     assert job.worker.name == "rescuer"
+    assert job.attempts == 2, "sent to 'doomed', then re-dispatched to 'rescuer'"
+    assert result["reply"].id == job.public_id
     assert Job.objects.count() == 1, "the same job was re-dispatched, not a new one made"
 
 
