@@ -26,7 +26,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 class AdjustForm(forms.Form):
-    amount = forms.DecimalField(max_digits=28, decimal_places=12, help_text="Signed: negative takes tokens away.")
+    amount = forms.DecimalField(max_digits=24, decimal_places=9, help_text="Signed: negative takes tokens away.")
     reason = forms.CharField(max_length=300)
     key = forms.CharField(widget=forms.HiddenInput)
 

@@ -12,8 +12,11 @@ from django.utils import timezone
 
 from accounts.models import TokenType
 
-# 12 places: one token at $0.30/1M is 0.00006 Spark; 16 integer digits is far beyond any balance.
-AMOUNT = {"max_digits": 28, "decimal_places": 12}
+# 9 places (nano-tokens): one token at $0.30/1M is 0.00006 Spark, exact. With at most 15 significant
+# digits SQLite (embedded mode) also keeps amounts exact up to 999,999 tokens; PostgreSQL always does.
+AMOUNT = {"max_digits": 24, "decimal_places": 9}
+# USD figures and rates are not ledger amounts: room for a single token at a 6-place price per 1M.
+USD = {"max_digits": 30, "decimal_places": 18}
 ZERO = Decimal("0")
 
 
@@ -91,13 +94,13 @@ class Hold(models.Model):
     model_id = models.CharField(max_length=128)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN, db_index=True)
     amount = models.DecimalField(**AMOUNT)
-    usd_estimate = models.DecimalField(**AMOUNT)
+    usd_estimate = models.DecimalField(**USD)
     # Prices in effect when the hold was taken; settlement charges at these.
     input_price_usd_per_m = models.DecimalField(max_digits=12, decimal_places=6, default=ZERO)
     output_price_usd_per_m = models.DecimalField(max_digits=12, decimal_places=6, default=ZERO)
-    usd_per_token = models.DecimalField(**AMOUNT, default=ZERO)
+    usd_per_token = models.DecimalField(**USD, default=ZERO)
     charged = models.DecimalField(**AMOUNT, default=ZERO)
-    usd_charged = models.DecimalField(**AMOUNT, default=ZERO)
+    usd_charged = models.DecimalField(**USD, default=ZERO)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     worker_owner = models.ForeignKey(
@@ -137,7 +140,7 @@ class DailyBonusClaim(models.Model):
 class SogniRate(models.Model):
     """USD per SOGNI, set by operators; the newest row in effect is the current rate, older rows are history."""
 
-    usd_per_sogni = models.DecimalField(**AMOUNT)
+    usd_per_sogni = models.DecimalField(**USD)
     effective_from = models.DateTimeField(default=timezone.now, db_index=True)
     set_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

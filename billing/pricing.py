@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import TokenType
 
 SPARK_USD = Decimal("0.005")
-QUANTUM = Decimal("0.000000000001")  # the ledger's 12 decimal places
+QUANTUM = Decimal("0.000000001")  # the ledger's 9 decimal places
 MILLION = Decimal(1_000_000)
 
 
@@ -45,7 +45,10 @@ def usd_per_token(token_type: str) -> Decimal:
 
 
 def usd_to_tokens(usd: Decimal, token_type: str, *, round_up: bool = True, rate: Decimal | None = None) -> Decimal:
-    """USD in units of `token_type` at 12 places; what a user pays rounds up, what a worker earns rounds down."""
+    """USD in units of `token_type` at the ledger's 9 places.
+
+    What a user pays rounds up, what a worker earns rounds down; `rate` (USD per token) defaults to the current one.
+    """
     rate = rate if rate is not None else usd_per_token(token_type)
     return (usd / rate).quantize(QUANTUM, rounding=ROUND_UP if round_up else ROUND_DOWN)
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import TokenType, TokenTypePreference, User
 from billing.models import ZERO, DailyBonusClaim, Hold, LedgerEntry, Wallet
+from billing.pricing import QUANTUM
 from sogni_platform.exceptions import ApiError
 
 
@@ -89,11 +90,14 @@ def ledger_invariant_violations() -> list[str]:
     }
     for wallet in Wallet.objects.all():
         sums = entry_sums.get(wallet.pk, {"amount": ZERO, "held": ZERO})
+        # Every amount has at most the ledger's places; on PostgreSQL this changes nothing, on SQLite
+        # (embedded mode) SUM runs in floating point and this drops its noise.
+        sums = {name: (value or ZERO).quantize(QUANTUM) for name, value in sums.items() if name != "wallet_id"}
         if sums["amount"] != wallet.balance:
             problems.append(f"wallet {wallet.pk}: ledger sums to {sums['amount']}, balance is {wallet.balance}")
         if sums["held"] != wallet.held:
             problems.append(f"wallet {wallet.pk}: ledger holds sum to {sums['held']}, held is {wallet.held}")
-        if open_holds.get(wallet.pk, ZERO) != wallet.held:
+        if open_holds.get(wallet.pk, ZERO).quantize(QUANTUM) != wallet.held:
             problems.append(f"wallet {wallet.pk}: open holds sum to {open_holds.get(wallet.pk)}, held is {wallet.held}")
         if wallet.held < 0 or wallet.balance < wallet.held:
             problems.append(f"wallet {wallet.pk}: balance {wallet.balance}, held {wallet.held}")

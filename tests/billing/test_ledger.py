@@ -150,7 +150,7 @@ def test_adjustment_records_reason_and_operator_and_cannot_overdraw(make_user):
 def test_database_forbids_negative_available_balance(make_user):
     user = make_user()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Wallet.objects.filter(pk=wallet(user).pk).update(held=Decimal("100.000000000001"))
+        Wallet.objects.filter(pk=wallet(user).pk).update(held=Decimal("100.000000001"))
     with pytest.raises(IntegrityError), transaction.atomic():
         Wallet.objects.filter(pk=wallet(user).pk).update(held=Decimal("-1"))
 
