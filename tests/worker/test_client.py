@@ -1,6 +1,7 @@
 """The worker process against a test-local platform peer: hello, jobs, concurrency, cancel, drain, reconnect."""
 
 import signal
+import socket
 
 from tests.worker.conftest import KEY
 from tests.worker.peer import PlatformPeer, wait_for
@@ -170,3 +171,25 @@ def test_default_worker_serves_smollm2_with_llama_cpp(peer, start_worker):
     assert any(c.isalpha() for c in _text(conn, "job-llm"))
     assert done["usage"]["completion_tokens"] == sum(f["tokens"] for f in deltas) <= 4
     assert done["usage"]["prompt_tokens"] > 0
+
+
+def test_sigterm_while_the_handshake_hangs_exits_zero_at_once(start_worker):
+    # A listener that never answers the WebSocket handshake (the platform is wedged).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        worker = start_worker(f"ws://127.0.0.1:{listener.getsockname()[1]}")
+        wait_for(lambda: "connecting to" in worker.log(), what="worker connecting")
+        worker.signal(signal.SIGTERM)
+        # The handshake alone would wait 15 s before giving up.
+        assert worker.popen.wait(10) == 0
+
+
+def test_sigterm_while_waiting_to_reconnect_exits_zero(start_worker):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here: connection refused
+    worker = start_worker(f"ws://127.0.0.1:{port}")
+    wait_for(lambda: "reconnecting in" in worker.log(), what="worker backing off")
+    worker.signal(signal.SIGTERM)
+    assert worker.popen.wait(10) == 0

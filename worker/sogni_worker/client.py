@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from . import __version__, protocol
 from .engines.base import Engine, EngineError, Finish
@@ -68,6 +68,7 @@ class Worker:
         self._idle: asyncio.Event | None = None
         self._ws: ClientConnection | None = None
         self._next_send = 0.0
+        self._session_task: asyncio.Task | None = None
         self._welcomed = False
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -84,6 +85,8 @@ class Worker:
         self.draining = True
         assert self._drain_event is not None
         self._drain_event.set()
+        if self._session_task is not None and not self._welcomed:
+            self._session_task.cancel()  # still connecting: nothing is running, stop waiting
 
     async def run(self) -> int:
         """Serve until drained (0) or refused for good (1)."""
@@ -98,13 +101,17 @@ class Worker:
                 pass
         attempt = 0
         while not self.draining:
-            welcomed = False
+            self._welcomed = False
+            self._session_task = asyncio.create_task(self._session())
             try:
-                welcomed = await self._session()
+                await self._session_task
+            except asyncio.CancelledError:
+                if not self.draining:
+                    raise
             except FatalClose as exc:
                 log.error("%s; not reconnecting", exc)
                 return 1
-            except (OSError, TimeoutError, ConnectionClosed, InvalidStatus, InvalidURI, ValueError) as exc:
+            except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
                 if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
                     log.error("the platform refused the API key (HTTP %s); not reconnecting", exc.response.status_code)
                     return 1
@@ -114,7 +121,7 @@ class Worker:
                 log.warning("connection to %s failed: %s", self.url, exc or type(exc).__name__)
             if self.draining:
                 break
-            attempt = 0 if welcomed else attempt
+            attempt = 0 if self._welcomed else attempt
             delay = backoff_delay(attempt)
             attempt += 1
             log.info("reconnecting in %.1f s", delay)
@@ -127,8 +134,8 @@ class Worker:
 
     # -- one connection ---------------------------------------------------------------------------
 
-    async def _session(self) -> bool:
-        """One connection; returns whether the platform welcomed us. Raises on a failed connect."""
+    async def _session(self) -> None:
+        """One connection. Raises on a failed connect or a close other than the drained 1000."""
         headers = {"Authorization": f"Bearer {self.config.api_key}"}
         log.info("connecting to %s", self.url)
         async with connect(
@@ -136,19 +143,17 @@ class Worker:
         ) as ws:
             self._ws = ws
             try:
-                return await self._serve(ws)
+                await self._serve(ws)
             finally:
                 self._ws = None
                 await self._abandon_jobs()
 
-    async def _serve(self, ws: ClientConnection) -> bool:
-        self._welcomed = False
+    async def _serve(self, ws: ClientConnection) -> None:
         try:
             await self._serve_open(ws)
         except ConnectionClosed:
             pass
         self._raise_for_close(ws)
-        return self._welcomed
 
     async def _serve_open(self, ws: ClientConnection) -> None:
         c = self.config
