@@ -1,4 +1,5 @@
-"""Request id, access log, request metrics and rate-limit headers for every HTTP response.
+"""Request id, access log, request metrics and rate-limit headers for every HTTP response; and the
+404/500 handlers that keep errors under /v1/ OpenAI-shaped.
 
 Sync- and async-capable. It runs async only when everything below it is async-capable; WhiteNoise
 6 is sync-only, so today Django runs this chain in a thread under daphne too.
@@ -8,8 +9,10 @@ import logging
 import time
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.views import defaults
 
 from sogni_platform import metrics
+from sogni_platform.exceptions import ApiError, NotFound, error_response
 from sogni_platform.logging import request_id_accept, request_id_var
 
 logger = logging.getLogger("sogni.request")
@@ -80,3 +83,28 @@ class RequestIdMiddleware:
                 "duration_ms": round((time.monotonic() - started) * 1000, 1),
             },
         )
+
+
+def _wants_api_error(request) -> bool:
+    return request.path.startswith("/v1/")
+
+
+def page_not_found(request, exception=None):
+    """handler404: OpenAI-shaped under /v1/ (e.g. a path no route matches), Django's page elsewhere."""
+    if _wants_api_error(request):
+        return error_response(NotFound(f"Invalid URL ({request.method} {request.path})"))
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: OpenAI-shaped under /v1/; the exception itself is logged by Django with the request id."""
+    if _wants_api_error(request):
+        return error_response(
+            ApiError(
+                "The server had an error while processing your request. Retry, and quote the x-request-id "
+                "response header if it persists.",
+                status=500,
+                type="server_error",
+            )
+        )
+    return defaults.server_error(request)

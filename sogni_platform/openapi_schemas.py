@@ -56,68 +56,108 @@ WALLET = {
     "required": ["object", "token_type", "balance", "held", "available"],
 }
 
-CONTENT_PART = {
-    "type": "object",
-    "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
-    "required": ["type", "text"],
-}
+# Strings the parser accepts: JSON text without NUL characters.
+TEXT = {"type": "string", "pattern": "^[^\\x00]*$"}
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
 
-TOOL_CALL = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
+
+def _closed(properties: dict, required: list[str]) -> dict:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+CONTENT_PART = _closed({"type": {"type": "string", "enum": ["text"]}, "text": TEXT}, ["type", "text"])
+CONTENT = {"oneOf": [TEXT, {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ContentPart"}}]}
+
+TOOL_CALL = _closed(
+    {
+        "id": {**TEXT, "minLength": 1},
         "type": {"type": "string", "enum": ["function"]},
-        "function": {
-            "type": "object",
-            "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}},
-            "required": ["name", "arguments"],
-        },
+        "function": _closed({"name": NAME, "arguments": TEXT}, ["name", "arguments"]),
     },
-    "required": ["id", "type", "function"],
+    ["id", "type", "function"],
+)
+
+# One shape per role, as OpenAI's ChatCompletionRequestMessage.
+CHAT_MESSAGE = {
+    "oneOf": [
+        _closed(
+            {"role": {"type": "string", "enum": ["system", "developer", "user"]}, "content": CONTENT},
+            ["role", "content"],
+        ),
+        _closed(
+            {
+                "role": {"type": "string", "enum": ["assistant"]},
+                "content": {**CONTENT, "nullable": True},
+                "tool_calls": {"type": "array", "items": {"$ref": "#/components/schemas/ToolCall"}},
+            },
+            ["role"],
+        ),
+        _closed(
+            {
+                "role": {"type": "string", "enum": ["tool"]},
+                "content": CONTENT,
+                "tool_call_id": {**TEXT, "minLength": 1},
+            },
+            ["role", "content", "tool_call_id"],
+        ),
+    ]
 }
 
-CHAT_MESSAGE = {
-    "type": "object",
-    "properties": {
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
-        "content": {
-            "nullable": True,
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/ContentPart"}}],
-        },
-        "name": {"type": "string"},
-        "tool_calls": {"type": "array", "items": {"$ref": "#/components/schemas/ToolCall"}},
-        "tool_call_id": {"type": "string"},
+TOOL = _closed(
+    {
+        "type": {"type": "string", "enum": ["function"]},
+        "function": _closed(
+            {
+                "name": NAME,
+                "description": TEXT,
+                "parameters": {
+                    "type": "object",
+                    "description": "A JSON Schema (an object schema) for the arguments.",
+                    "properties": {"type": {"type": "string", "enum": ["object"]}},
+                    "additionalProperties": False,
+                },
+            },
+            ["name"],
+        ),
     },
-    "required": ["role"],
-}
+    ["type", "function"],
+)
+
+INT64 = {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
 
 CHAT_REQUEST = {
     "type": "object",
+    "description": "Unknown top-level fields are ignored; fields that would change the answer but cannot be "
+    "honoured here (n > 1, audio, logprobs, logit_bias, ...) are refused with 400.",
     "properties": {
-        "model": {"type": "string", "description": "A model id from GET /v1/models (default: the platform's)."},
+        "model": {**TEXT, "minLength": 1, "description": "A model id from GET /v1/models (default: the platform's)."},
         "messages": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ChatMessage"}},
         "stream": {"type": "boolean", "nullable": True},
         "stream_options": {
             "type": "object",
             "nullable": True,
             "properties": {"include_usage": {"type": "boolean"}},
+            "additionalProperties": False,
         },
-        "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},
-        "max_completion_tokens": {"type": "integer", "minimum": 1, "nullable": True},
+        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "nullable": True},
+        "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1, "nullable": True},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
         "top_p": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 1, "nullable": True},
         "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2, "nullable": True},
         "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2, "nullable": True},
         "stop": {
             "nullable": True,
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}],
+            "oneOf": [
+                {**TEXT, "minLength": 1},
+                {"type": "array", "items": {**TEXT, "minLength": 1}, "maxItems": 4},
+            ],
         },
-        "seed": {"type": "integer", "nullable": True},
+        "seed": {**INT64, "nullable": True},
         "n": {"type": "integer", "enum": [1], "nullable": True},
-        "tools": {"type": "array", "items": {"type": "object"}},
-        "tool_choice": {"oneOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}]},
-        "response_format": {"type": "object"},
-        "user": {"type": "string"},
+        "tools": {"type": "array", "maxItems": 16, "items": {"$ref": "#/components/schemas/Tool"}},
+        "tool_choice": {"type": "string", "enum": ["none", "auto"]},
+        "response_format": _closed({"type": {"type": "string", "enum": ["text", "json_object"]}}, ["type"]),
+        "user": TEXT,
         "token_type": {
             "type": "string",
             "enum": ["spark", "sogni", "auto"],
@@ -125,6 +165,7 @@ CHAT_REQUEST = {
         },
     },
     "required": ["messages"],
+    "additionalProperties": False,
 }
 
 USAGE = {
@@ -198,6 +239,7 @@ SCHEMAS = {
     },
     "ContentPart": CONTENT_PART,
     "ToolCall": TOOL_CALL,
+    "Tool": TOOL,
     "ChatMessage": CHAT_MESSAGE,
     "CreateChatCompletionRequest": CHAT_REQUEST,
     "Usage": USAGE,

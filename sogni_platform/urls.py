@@ -17,3 +17,6 @@ urlpatterns = [
     path("v1/", include("inference.urls")),
     path("", include("accounts.urls")),
 ]
+
+handler404 = "sogni_platform.middleware.page_not_found"
+handler500 = "sogni_platform.middleware.server_error"
