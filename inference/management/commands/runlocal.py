@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,15 @@ def local_operator_key(*, email: str) -> str:
     out = io.StringIO()
     call_command("issue_api_key", email, stdout=out, stderr=io.StringIO())
     return out.getvalue().strip()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before starting anything: another server on the port would answer our health checks."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise CommandError(f"Cannot listen on {host}:{port} ({error.strerror}); set PORT or --port.") from error
 
 
 def _healthy(url: str) -> bool:
@@ -86,6 +96,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self._on_signal)
 
         url = f"http://{host}:{port}"
+        _check_port_free(host, port)
         call_command("migrate", interactive=False, verbosity=0)
         email = env_str("LOCAL_WORKER_EMAIL", "operator@localhost")
         worker_args = None if no_worker else self._worker_args(url, threads)
@@ -171,7 +182,10 @@ class Command(BaseCommand):
     def _banner(self, url: str, operator_email: str | None) -> None:
         python = os.path.relpath(sys.executable)
         python = sys.executable if python.startswith("..") else python
-        mode = "embedded (SQLite, in-memory channel layer, eager Celery)" if settings.EMBEDDED else "PostgreSQL"
+        if settings.EMBEDDED:
+            mode = "embedded (SQLite, in-memory channel layer, eager Celery)"
+        else:
+            mode = "PostgreSQL + " + ("Redis, a Celery worker" if settings.REDIS_URL else "in-memory channel layer")
         worker = (
             f'Local worker "{LOCAL_WORKER_NAME}" serves {LOCAL_MODEL} on the CPU for {operator_email}.'
             if operator_email
