@@ -87,3 +87,42 @@ def logging_config(*, log_format: str, level: str) -> dict:
         "root": {"handlers": ["console"], "level": level},
         "loggers": {"django.channels.server": {"level": "WARNING"}},
     }
+
+
+# Celery: a task carries the id of the request that queued it, so the worker's log lines about a
+# job share the request's id. Connected here because settings import this module in every process.
+def _task_publish(headers=None, **kwargs) -> None:
+    request_id = request_id_var.get()
+    if request_id and headers is not None:
+        headers.setdefault("request_id", request_id)
+
+
+def _task_prerun(task=None, **kwargs) -> None:
+    request = getattr(task, "request", None)
+    if getattr(request, "is_eager", False):
+        return  # runs inside the request (embedded mode): the id is already set
+    request_id = getattr(request, "request_id", None)
+    request_id_var.set(request_id if isinstance(request_id, str) and REQUEST_ID_RE.match(request_id) else None)
+
+
+def _task_postrun(task=None, **kwargs) -> None:
+    if not getattr(getattr(task, "request", None), "is_eager", False):
+        request_id_var.set(None)
+
+
+def _keep_django_logging(**kwargs) -> None:
+    """Connecting setup_logging stops Celery replacing the LOGGING handlers (and their request ids)."""
+
+
+def _connect_celery_signals() -> None:
+    try:
+        from celery import signals
+    except ImportError:  # pragma: no cover - Celery is a dependency
+        return
+    signals.before_task_publish.connect(_task_publish, weak=False)
+    signals.task_prerun.connect(_task_prerun, weak=False)
+    signals.task_postrun.connect(_task_postrun, weak=False)
+    signals.setup_logging.connect(_keep_django_logging, weak=False)
+
+
+_connect_celery_signals()

@@ -15,7 +15,7 @@ from accounts.models import User
 from accounts.services import api_key_reveal, user_signup
 from sogni_platform.logging import PLAIN_FORMAT, RequestIdFilter, request_id_var
 from sogni_platform.metrics import metrics_count_tokens, metrics_gauge_register, metrics_observe_ttft
-from tests.support.processes import start_daphne
+from tests.support.processes import start_daphne, wait_until
 
 METRICS_TOKEN = "test-metrics-token-0123456789"
 
@@ -197,3 +197,35 @@ def test_metrics_count_across_processes(json_daphne):
     assert after[("sogni_ttft_seconds_sum", labels)] == pytest.approx(4.3)
     assert after[("sogni_tokens_total", (("kind", "prompt"), *labels))] == 12
     assert after[("sogni_tokens_total", (("kind", "completion"), *labels))] == 34
+
+
+@pytest.mark.django_db
+def test_unknown_api_paths_get_openai_shaped_404s():
+    response = Client().get("/v1/no/such/thing")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "message": "Invalid URL (GET /v1/no/such/thing)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    assert response["x-request-id"].startswith("req_")
+    page = Client().get("/no-such-page")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.e2e
+def test_celery_tasks_log_the_request_id_of_the_request_that_queued_them(live_platform):
+    from inference.tasks import dispatch_queued_task
+
+    request_id = "req_celery_propagation_1"
+    context = contextvars.copy_context()
+    context.run(request_id_var.set, request_id)
+    context.run(dispatch_queued_task.delay, model_id="no-such-model")
+    wait_until(
+        lambda: any(request_id in line and "succeeded" in line for line in live_platform.celery.log().splitlines()),
+        timeout=30,
+        what="the task's log line with the request id",
+    )
