@@ -94,3 +94,30 @@ def test_openai_engine_maps_reasoning_tools_usage_and_4xx(base_url):
         assert failure.value.code == "invalid_request" and not failure.value.retryable
     finally:
         engine.close()
+
+
+def test_serves_the_llama_cpp_engine_under_the_gguf_name():
+    port = free_port()
+    args = [sys.executable, "-m", "sogni_worker.cli", "serve-openai", "--engine", "llama-cpp", "--port", str(port),
+            "--n-ctx", "512"]  # fmt: skip
+    process = start_process("serve-openai-llama", args, {})
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+
+        def ready():
+            if not process.alive():
+                raise RuntimeError(process.log())
+            try:
+                return httpx.get(f"{base}/models", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=60, what="serve-openai llama-cpp")
+        client = openai.OpenAI(base_url=base, api_key="unused")
+        assert [m.id for m in client.models.list()] == ["SmolLM2-135M-Instruct.Q4_1"]
+        reply = client.chat.completions.create(
+            model="SmolLM2-135M-Instruct.Q4_1", messages=[{"role": "user", "content": "Hello!"}], max_tokens=3
+        )
+        assert reply.choices[0].message.content and 1 <= reply.usage.completion_tokens <= 3
+    finally:
+        process.stop()
