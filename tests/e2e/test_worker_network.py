@@ -45,7 +45,9 @@ def test_sdk_gets_a_streamed_and_a_non_streamed_completion_with_real_text(worker
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert 0 < reply.usage.completion_tokens <= 16
 
-    stream = client.chat.completions.create(model=SMOLLM2, messages=PROMPT, max_tokens=16, stream=True)
+    # A prompt whose answer outlasts max_tokens, so the stream has many tokens to carry.
+    counting = [{"role": "user", "content": "Count from 1 to 20, separated by commas."}]
+    stream = client.chat.completions.create(model=SMOLLM2, messages=counting, max_tokens=16, stream=True)
     pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
     streamed = "".join(pieces)
     assert any(ch.isalpha() for ch in streamed), pieces
