@@ -16,6 +16,7 @@ from accounts.services import api_key_reveal, user_signup
 from sogni_platform.logging import PLAIN_FORMAT, RequestIdFilter, request_id_var
 from sogni_platform.metrics import metrics_count_tokens, metrics_gauge_register, metrics_observe_ttft
 from tests.support.processes import start_daphne, wait_until
+from tests.support.workers import catalog, operator, workers  # noqa: F401 - fixtures
 
 METRICS_TOKEN = "test-metrics-token-0123456789"
 
@@ -140,9 +141,9 @@ def test_metrics_refuses_anonymous_users_and_wrong_tokens():
 
 @pytest.mark.django_db
 def test_operator_session_reads_metrics_and_gauges_are_computed_at_scrape():
-    operator = User.objects.create_superuser("ops@example.com", "correct horse battery")
+    staff = User.objects.create_superuser("ops@example.com", "correct horse battery")
     client = Client()
-    client.force_login(operator)
+    client.force_login(staff)
     metrics_gauge_register(
         name="sogni_test_accounts",
         documentation="Accounts (test gauge).",
@@ -229,3 +230,17 @@ def test_celery_tasks_log_the_request_id_of_the_request_that_queued_them(live_pl
         timeout=30,
         what="the task's log line with the request id",
     )
+
+
+@pytest.mark.e2e
+def test_workers_online_gauge_counts_a_connected_worker(workers):  # noqa: F811 - the imported fixture
+    staff = User.objects.create_superuser("gauge-ops@example.com", "correct horse battery")
+    client = Client()
+    client.force_login(staff)
+
+    def online() -> float:
+        return samples(client.get("/metrics").content.decode())[("sogni_workers_online", ())]
+
+    assert online() == 0
+    workers.start("gauge-scripted", engine="scripted", extra=["--scripted-rate", "0"])
+    assert online() == 1
