@@ -10,6 +10,7 @@ Call from anywhere:
     metrics_observe_ttft(model=..., seconds=...)
     metrics_count_tokens(model=..., prompt=..., completion=...)
     metrics_count_job(model=..., outcome="completed" | "failed" | "cancelled" | ...)
+    metrics_record_job(...)   # all three at a job's end
 (`*_async` variants for code on the event loop.)
 """
 
@@ -100,7 +101,12 @@ async def _record_async(increments: list[tuple[str, float]]) -> None:
         _warn(exc)
 
 
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
 def _request_increments(method: str, route: str, status: int) -> list[tuple[str, float]]:
+    # Labels stay few: URL patterns (not paths), known methods, status codes.
+    method = method if method in _METHODS else "other"
     return [(_field("http_requests", {"method": method, "route": route, "status": str(status)}), 1)]
 
 
@@ -144,6 +150,16 @@ def metrics_count_job(*, model: str, outcome: str) -> None:
 
 async def metrics_count_job_async(*, model: str, outcome: str) -> None:
     await _record_async([(_field("jobs", {"model": model, "outcome": outcome}), 1)])
+
+
+def metrics_record_job(
+    *, model: str, outcome: str, ttft_seconds: float | None, prompt_tokens: int, completion_tokens: int
+) -> None:
+    """Everything a job's end tells the metrics, in one round trip (call after the job's commit)."""
+    increments = [(_field("jobs", {"model": model, "outcome": outcome}), 1)]
+    if ttft_seconds is not None:
+        increments += _increments_ttft(model, float(ttft_seconds))
+    _record(increments + _token_increments(model, prompt_tokens, completion_tokens))
 
 
 def metrics_counters() -> list[tuple[str, dict[str, str], float]]:

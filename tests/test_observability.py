@@ -14,7 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from accounts.models import User
 from accounts.services import api_key_reveal, user_signup
 from sogni_platform.logging import PLAIN_FORMAT, RequestIdFilter, request_id_var
-from sogni_platform.metrics import metrics_count_tokens, metrics_gauge_register, metrics_observe_ttft
+from sogni_platform.metrics import (
+    metrics_count_tokens,
+    metrics_gauge_register,
+    metrics_observe_ttft,
+    metrics_record_job,
+)
 from tests.support.processes import start_daphne, wait_until
 from tests.support.workers import catalog, operator, workers  # noqa: F401 - fixtures
 
@@ -182,9 +187,9 @@ def test_metrics_count_across_processes(json_daphne):
         assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 200
     assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 401
     # Recorded in this (test) process, served by daphne: counters live in Redis, not in a process.
-    metrics_observe_ttft(model=model, seconds=0.3)
+    metrics_record_job(model=model, outcome="completed", ttft_seconds=0.3, prompt_tokens=10, completion_tokens=30)
     metrics_observe_ttft(model=model, seconds=4.0)
-    metrics_count_tokens(model=model, prompt=12, completion=34)
+    metrics_count_tokens(model=model, prompt=2, completion=4)
     after = scrape()
 
     assert after[ok] - before.get(ok, 0) == 3
@@ -198,6 +203,7 @@ def test_metrics_count_across_processes(json_daphne):
     assert after[("sogni_ttft_seconds_sum", labels)] == pytest.approx(4.3)
     assert after[("sogni_tokens_total", (("kind", "prompt"), *labels))] == 12
     assert after[("sogni_tokens_total", (("kind", "completion"), *labels))] == 34
+    assert after[("sogni_jobs_total", (("model", model), ("outcome", "completed")))] == 1
 
 
 @pytest.mark.django_db

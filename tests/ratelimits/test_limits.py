@@ -135,3 +135,21 @@ def test_unreachable_redis_lets_requests_through(account):
         response = get_models(key)
         assert response.status_code == 200
         assert "x-ratelimit-limit-requests" not in response
+
+
+def test_operator_sets_a_limit_in_the_admin_and_it_applies(account):
+    from accounts.models import User
+
+    user, key = account()
+    staff = User.objects.create_superuser("limits-ops@example.com", "correct horse battery")
+    admin = Client()
+    admin.force_login(staff)
+    assert admin.get("/admin/ratelimits/accountlimits/add/").status_code == 200
+    response = admin.post(
+        "/admin/ratelimits/accountlimits/add/",
+        {"user": user.pk, "requests_per_minute": "1", "tokens_per_minute": "", "note": "abuse report"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert user.email in admin.get("/admin/ratelimits/accountlimits/").content.decode()
+    assert get_models(key).status_code == 200
+    assert_rate_limited(get_models(key), "requests")
