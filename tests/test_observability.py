@@ -250,3 +250,15 @@ def test_workers_online_gauge_counts_a_connected_worker(workers):  # noqa: F811 
     assert online() == 0
     workers.start("gauge-scripted", engine="scripted", extra=["--scripted-rate", "0"])
     assert online() == 1
+
+
+@pytest.mark.django_db
+@override_settings(REDIS_URL=None)
+def test_embedded_mode_counts_in_process():
+    staff = User.objects.create_superuser("embedded-ops@example.com", "correct horse battery")
+    client = Client()
+    client.force_login(staff)
+    key = ("sogni_http_requests_total", (("method", "GET"), ("route", "healthz"), ("status", "200")))
+    before = samples(client.get("/metrics").content.decode()).get(key, 0)
+    assert client.get("/healthz").status_code == 200
+    assert samples(client.get("/metrics").content.decode())[key] == before + 1
