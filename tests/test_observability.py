@@ -262,3 +262,26 @@ def test_embedded_mode_counts_in_process():
     before = samples(client.get("/metrics").content.decode()).get(key, 0)
     assert client.get("/healthz").status_code == 200
     assert samples(client.get("/metrics").content.decode())[key] == before + 1
+
+
+@pytest.mark.django_db
+def test_holds_open_gauge_follows_billing_holds():
+    from billing.services import job_hold, job_release
+    from inference.models import LlmModel
+
+    model = LlmModel.objects.get(id="smollm2-135m-instruct-q4_1")
+    staff = User.objects.create_superuser("holds-ops@example.com", "correct horse battery")
+    client = Client()
+    client.force_login(staff)
+    user = user_signup(email="holder@example.com", password="correct horse battery")
+    key = ("sogni_holds_open", (("model", model.id),))
+
+    def holds() -> float:
+        return samples(client.get("/metrics").content.decode()).get(key, 0)
+
+    assert holds() == 0
+    job_hold(user=user, job_id="job-gauge-1", model=model, prompt_tokens=10, max_tokens=10, token_type="spark")
+    job_hold(user=user, job_id="job-gauge-2", model=model, prompt_tokens=10, max_tokens=10, token_type="spark")
+    assert holds() == 2
+    job_release(job_id="job-gauge-1")
+    assert holds() == 1
