@@ -285,3 +285,25 @@ def test_holds_open_gauge_follows_billing_holds():
     assert holds() == 2
     job_release(job_id="job-gauge-1")
     assert holds() == 1
+
+
+def test_middleware_async_path_sets_the_id_for_the_view_and_the_response():
+    """The async branch (used when every middleware below it is async-capable)."""
+    from asgiref.sync import async_to_sync, iscoroutinefunction
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from sogni_platform.middleware import RequestIdMiddleware
+
+    seen = {}
+
+    async def view(request):
+        seen["id"] = request_id_var.get()
+        return HttpResponse("ok")
+
+    middleware = RequestIdMiddleware(view)
+    assert iscoroutinefunction(middleware)
+    request = RequestFactory().get("/healthz", HTTP_X_REQUEST_ID="async-path.1")
+    response = contextvars.Context().run(async_to_sync(middleware), request)
+    assert response["x-request-id"] == "async-path.1"
+    assert seen["id"] == "async-path.1"
