@@ -35,9 +35,12 @@ class PeerConnection:
 class PlatformPeer:
     """reject_with: close code sent right after the handshake (4001 = bad key) or after hello."""
 
-    def __init__(self, *, heartbeat_interval: float = 0.5, reject_with: int | None = None) -> None:
+    def __init__(
+        self, *, heartbeat_interval: float = 0.5, reject_with: int | None = None, known_models: list[str] | None = None
+    ) -> None:
         self.heartbeat_interval = heartbeat_interval
         self.reject_with = reject_with
+        self.known_models = known_models  # None: every model the worker offers
         self.connections: list[PeerConnection] = []
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
@@ -70,11 +73,13 @@ class PlatformPeer:
                 frame = json.loads(raw)
                 conn.frames.append(frame)
                 if frame.get("type") == "hello":
+                    known = self.known_models
+                    accepted = [m for m in frame["models"] if known is None or m in known]
                     await ws.send(
                         json.dumps({
                             "type": "welcome", "protocol": 1, "worker_id": f"w{len(self.connections)}",
-                            "heartbeat_interval": self.heartbeat_interval, "models": frame["models"],
-                            "rejected_models": [],
+                            "heartbeat_interval": self.heartbeat_interval, "models": accepted,
+                            "rejected_models": [m for m in frame["models"] if m not in accepted],
                         })
                     )  # fmt: skip
         except ConnectionClosed:

@@ -193,3 +193,14 @@ def test_sigterm_while_waiting_to_reconnect_exits_zero(start_worker):
     wait_for(lambda: "reconnecting in" in worker.log(), what="worker backing off")
     worker.signal(signal.SIGTERM)
     assert worker.popen.wait(10) == 0
+
+
+def test_a_platform_that_knows_none_of_the_models_stops_the_worker(start_worker):
+    peer = PlatformPeer(known_models=["some-other-model"])
+    try:
+        worker = start_worker(peer.url)
+        assert worker.popen.wait(20) == 1
+        assert "accepted none of the models" in worker.log()
+        assert len(peer.connections) == 1
+    finally:
+        peer.stop()

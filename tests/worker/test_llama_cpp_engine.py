@@ -69,7 +69,8 @@ def test_streams_real_text_token_by_token(engine):
 def test_named_tool_choice_gives_a_parseable_call(engine):
     request = {
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
-        "max_tokens": 40,
+        "max_tokens": 96,
+        "temperature": 0,
         "tools": [WEATHER, TIME],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
     }
@@ -83,7 +84,8 @@ def test_named_tool_choice_gives_a_parseable_call(engine):
 def test_required_tool_choice_picks_an_offered_function(engine):
     request = {
         "messages": [{"role": "user", "content": "What time is it in Tokyo?"}],
-        "max_tokens": 48,
+        "max_tokens": 96,
+        "temperature": 0,
         "tools": [WEATHER, TIME],
         "tool_choice": "required",
     }
@@ -99,14 +101,16 @@ def test_json_schema_response_parses_and_matches(engine):
         "type": "object",
         "properties": {
             "name": {"type": "string", "maxLength": 12},
-            "age": {"type": "integer", "minimum": 0, "maximum": 150},
+            "colour": {"enum": ["red", "green", "blue"]},
+            "tall": {"type": "boolean"},
         },
-        "required": ["name", "age"],
+        "required": ["name", "colour", "tall"],
         "additionalProperties": False,
     }
     request = {
         "messages": [{"role": "user", "content": "Describe a person as JSON."}],
-        "max_tokens": 48,
+        "max_tokens": 96,
+        "temperature": 0,
         "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
     }
     deltas, finish = run(engine, request)
@@ -205,7 +209,7 @@ def test_a_template_that_speaks_tools_gets_them_through_the_template(hermes_engi
     request = {"messages": HISTORY[:1], "tools": [WEATHER, TIME], "tool_choice": "required"}
     prompt = hermes_engine.render(request, [WEATHER, TIME])
     assert "<tools>" in prompt and '"name": "get_time"' in prompt and "functions." not in prompt
-    deltas, finish = run(hermes_engine, {**request, "max_tokens": 48})
+    deltas, finish = run(hermes_engine, {**request, "max_tokens": 96, "temperature": 0})
     name, arguments = tool_call(deltas)
     assert finish.finish_reason == "tool_calls"
     jsonschema.validate(arguments, {"get_weather": WEATHER, "get_time": TIME}[name]["function"]["parameters"])
@@ -224,7 +228,7 @@ def test_tool_history_renders_in_both_styles(engine, hermes_engine):
 
 
 def test_auto_tool_choice_answers_or_calls_well_formed(engine):
-    request = {"messages": HISTORY[:1], "max_tokens": 40, "tools": [WEATHER], "tool_choice": "auto"}
+    request = {"messages": HISTORY[:1], "max_tokens": 96, "temperature": 0, "tools": [WEATHER], "tool_choice": "auto"}
     deltas, finish = run(engine, request)
     if any(d.tool_calls for d in deltas):
         name, arguments = tool_call(deltas)

@@ -193,7 +193,8 @@ class Worker:
         return message
 
     def _raise_for_close(self, ws: ClientConnection) -> None:
-        code, reason = ws.close_code, ws.close_reason
+        received = ws.protocol.close_rcvd  # the platform's code, even before the close handshake ends
+        code, reason = (received.code, received.reason) if received else (ws.close_code, ws.close_reason)
         if code in protocol.FATAL_CLOSE_CODES:
             raise FatalClose(f"{protocol.FATAL_CLOSE_CODES[code]} (close code {code}{': ' + reason if reason else ''})")
         if not (self.draining and code == 1000):
