@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import urls as billing_urls
+from inference.usage import urls as usage_urls
 from sogni_platform.health import healthz
 from sogni_platform.metrics_views import metrics_view
 from sogni_platform.openapi import OpenApiDocumentView
@@ -14,7 +15,10 @@ urlpatterns = [
     path("v1/account/", include(billing_urls.api_urlpatterns)),
     path("webhooks/stripe/", include(billing_urls.webhook_urlpatterns)),
     path("billing/", include("billing.urls")),
+    path("v1/", include(usage_urls.api_urlpatterns)),
     path("v1/", include("inference.urls")),
+    path("console/", include("inference.console.urls")),
+    path("", include("inference.usage.urls")),
     path("", include("accounts.urls")),
 ]
 
