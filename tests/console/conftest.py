@@ -5,7 +5,7 @@ from tests.usage.conftest import _fast_password_hashing, catalog, make_user, sog
 
 
 @pytest.fixture
-def operator(make_user):  # noqa: F811 - the fixture imported above
+def staff(make_user):  # noqa: F811 - the fixture imported above
     user = make_user("ops@example.com")
     user.is_staff = True
     user.is_superuser = True
@@ -14,6 +14,6 @@ def operator(make_user):  # noqa: F811 - the fixture imported above
 
 
 @pytest.fixture
-def ops(client, operator):
-    client.force_login(operator)
+def ops(client, staff):
+    client.force_login(staff)
     return client

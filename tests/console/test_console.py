@@ -134,10 +134,10 @@ def test_ban_sets_status_and_dispatch_never_picks_the_banned_worker(ops, catalog
     assert "data-state>banned<" in row and 'data-action="ban"' not in row
 
 
-def test_ban_needs_a_post_with_a_csrf_token(operator, catalog, make_user):
+def test_ban_needs_a_post_with_a_csrf_token(staff, catalog, make_user):
     worker = _register(make_user("owner@example.com"), "w")
     client = Client(enforce_csrf_checks=True)
-    client.force_login(operator)
+    client.force_login(staff)
     assert client.get(reverse("console:worker-ban", args=[worker.pk])).status_code == 405
     assert client.post(reverse("console:worker-ban", args=[worker.pk])).status_code == 403
     worker.refresh_from_db()
@@ -146,17 +146,17 @@ def test_ban_needs_a_post_with_a_csrf_token(operator, catalog, make_user):
 
 def test_staff_without_the_permission_cannot_act(client, catalog, make_user):
     worker = _register(make_user("owner@example.com"), "w")
-    staff = make_user("junior@example.com")
-    staff.is_staff = True
-    staff.save(update_fields=["is_staff"])
-    client.force_login(staff)
+    junior = make_user("junior@example.com")
+    junior.is_staff = True
+    junior.save(update_fields=["is_staff"])
+    client.force_login(junior)
     assert client.get(reverse("console:overview")).status_code == 200
     assert client.post(reverse("console:worker-ban", args=[worker.pk])).status_code == 403
     worker.refresh_from_db()
     assert worker.status == Worker.Status.ONLINE
 
 
-def test_disable_key_is_audited_with_the_operator_and_the_key_stops_working(ops, operator, make_user):
+def test_disable_key_is_audited_with_the_operator_and_the_key_stops_working(ops, staff, make_user):
     user = make_user("abuser@example.com")
     raw = api_key_reveal(api_key=user.api_key, actor=user)
     response = ops.post(reverse("console:key-disable", args=[user.pk]), {"reason": "abuse"})
@@ -164,7 +164,7 @@ def test_disable_key_is_audited_with_the_operator_and_the_key_stops_working(ops,
     user.api_key.refresh_from_db()
     assert not user.api_key.is_enabled and user.api_key.disabled_reason == "abuse"
     event = ApiKeyAuditEvent.objects.filter(api_key=user.api_key, action="disabled").get()
-    assert event.actor == operator
+    assert event.actor == staff
     assert api_key_authenticate(raw) is None
     page = ops.get(reverse("console:account", args=[user.pk])).content.decode()
     assert "data-key-state>disabled<" in page
@@ -173,14 +173,14 @@ def test_disable_key_is_audited_with_the_operator_and_the_key_stops_working(ops,
     assert api_key_authenticate(raw) is not None
 
 
-def test_wallet_adjust_writes_one_ledger_entry_with_reason_and_operator(ops, operator, make_user):
+def test_wallet_adjust_writes_one_ledger_entry_with_reason_and_operator(ops, staff, make_user):
     user = make_user("lucky@example.com")
     url = reverse("console:wallet-adjust", args=[user.pk, "spark"])
     form = {"amount": "12.5", "reason": "outage credit", "key": "spark-abc"}
     ops.post(url, form)
     ops.post(url, form)  # the same form submitted twice
     entries = LedgerEntry.objects.filter(wallet__user=user, kind=LedgerEntry.Kind.ADJUSTMENT)
-    assert [(e.amount, e.memo, e.operator) for e in entries] == [(Decimal("12.5"), "outage credit", operator)]
+    assert [(e.amount, e.memo, e.operator) for e in entries] == [(Decimal("12.5"), "outage credit", staff)]
     assert Wallet.objects.get(user=user, token_type="spark").balance == Decimal("112.5")  # starter grant 100
 
     before = LedgerEntry.objects.count()
