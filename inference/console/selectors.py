@@ -129,7 +129,8 @@ def jobs_filtered(*, status: str = "", model: str = "", user_email: str = "", wo
         jobs = jobs.filter(user__email__icontains=user_email.strip())
     if worker:
         worker = worker.strip()
-        jobs = jobs.filter(worker_id=int(worker)) if worker.isdigit() else jobs.filter(worker__name=worker)
+        by_id = worker.isdigit() and len(worker) <= 18  # within a bigint
+        jobs = jobs.filter(worker_id=int(worker)) if by_id else jobs.filter(worker__name=worker)
     return jobs
 
 

@@ -212,6 +212,8 @@ def test_job_filters(ops, catalog, make_user):
     assert listed(worker="bobs-box") == {a2.public_id, b1.public_id}
     assert listed(worker=str(worker.pk), status="cancelled") == {b1.public_id}
     assert listed(status="nonsense") == {a1.public_id, a2.public_id, b1.public_id}
+    assert listed(worker="9" * 30) == set()
+    assert listed(user="a\x00") == {a1.public_id, a2.public_id, b1.public_id}, "an invalid filter is ignored, not a 500"
 
 
 def test_job_timeline_shows_each_step_ttft_duration_tokens_cost_and_error(ops, catalog, make_user):
