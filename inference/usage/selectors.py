@@ -10,8 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import CharField, Count, DurationField, ExpressionWrapper, F, Q, Sum
-from django.db.models.functions import Cast, TruncDate
+from django.db.models import CharField, Count, DurationField, ExpressionWrapper, F, Q, Sum, Value
+from django.db.models.functions import Cast, Replace, TruncDate
 from django.utils import timezone
 
 from accounts.models import TokenType
@@ -218,10 +218,16 @@ def worker_state(worker: Worker) -> str:
     return worker.status
 
 
-def _job_keys(jobs) -> Q:
-    """Ledger/hold rows keyed by any of `jobs` (public id, or the uuid as text on PostgreSQL)."""
-    return Q(job_id__in=jobs.values("public_id")) | Q(
-        job_id__in=jobs.annotate(key=Cast("id", CharField())).values("key")
+def _hex(expression):
+    # A uuid as text is hyphenated on PostgreSQL and bare hex on SQLite: compare without hyphens.
+    return Replace(expression, Value("-"), Value(""))
+
+
+def _job_keyed(rows, jobs):
+    """The ledger/hold `rows` keyed by any of `jobs`, by public id or by uuid."""
+    by_uuid = jobs.annotate(key=_hex(Cast("id", CharField()))).values("key")
+    return rows.annotate(bare_key=_hex(F("job_id"))).filter(
+        Q(job_id__in=jobs.values("public_id")) | Q(bare_key__in=by_uuid)
     )
 
 
@@ -242,7 +248,7 @@ def worker_throughput(jobs) -> tuple[int, Decimal | None]:
 
 
 def worker_earned(*, owner, jobs) -> Decimal:
-    rewards = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REWARD, wallet__user=owner).filter(_job_keys(jobs))
+    rewards = _job_keyed(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REWARD, wallet__user=owner), jobs)
     return _exact(rewards.aggregate(total=Sum("amount"))["total"])
 
 
