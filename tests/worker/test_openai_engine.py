@@ -62,8 +62,9 @@ def run(engine, request, cancel=None):
 
 
 def test_streams_real_text_with_usage(engine):
-    deltas, finish = run(engine, {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 6,
-                                  "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1})  # fmt: skip
+    request = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 6, "temperature": 0,
+               "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1}  # fmt: skip
+    deltas, finish = run(engine, request)
     assert any(c.isalpha() for c in "".join(d.content for d in deltas))
     assert len(deltas) >= 2
     assert finish.finish_reason in ("stop", "length")
@@ -74,7 +75,8 @@ def test_streams_real_text_with_usage(engine):
 def test_named_tool_call_streams_as_fragments(engine):
     request = {
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
-        "max_tokens": 40,
+        "max_tokens": 96,
+        "temperature": 0,
         "tools": [WEATHER],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
     }

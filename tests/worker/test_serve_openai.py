@@ -116,7 +116,10 @@ def test_serves_the_llama_cpp_engine_under_the_gguf_name():
         client = openai.OpenAI(base_url=base, api_key="unused")
         assert [m.id for m in client.models.list()] == ["SmolLM2-135M-Instruct.Q4_1"]
         reply = client.chat.completions.create(
-            model="SmolLM2-135M-Instruct.Q4_1", messages=[{"role": "user", "content": "Hello!"}], max_tokens=3
+            model="SmolLM2-135M-Instruct.Q4_1",
+            messages=[{"role": "user", "content": "Hello!"}],
+            max_tokens=3,
+            temperature=0,
         )
         assert reply.choices[0].message.content and 1 <= reply.usage.completion_tokens <= 3
     finally:
