@@ -3,6 +3,8 @@
 import signal
 import socket
 
+import pytest
+
 from sogni_worker.client import backoff_delay
 from tests.worker.conftest import KEY
 from tests.worker.peer import PlatformPeer, wait_for
@@ -124,12 +126,15 @@ def test_sigterm_drains_running_jobs_then_exits_zero(peer, start_worker):
     assert len(peer.connections) == 1
 
 
-def test_bad_key_close_4001_exits_nonzero_without_retry(start_worker):
-    peer = PlatformPeer(reject_with=4001)
+@pytest.mark.parametrize(
+    ("code", "says"), [(4001, "refused the API key"), (4002, "protocol version"), (4008, "banned or paused")]
+)
+def test_refusal_close_codes_exit_nonzero_without_retry(start_worker, code, says):
+    peer = PlatformPeer(reject_with=code)
     try:
         worker = start_worker(peer.url)
-        assert worker.popen.wait(20) != 0
-        assert "API key" in worker.log()
+        assert worker.popen.wait(20) == 1
+        assert says in worker.log() and "not reconnecting" in worker.log()
         assert len(peer.connections) == 1
     finally:
         peer.stop()
@@ -211,3 +216,10 @@ def test_backoff_doubles_from_1s_to_30s_with_half_jitter():
         delays = [backoff_delay(attempt) for _ in range(200)]
         assert all(0.5 * base <= d <= 1.5 * base for d in delays)
         assert max(delays) - min(delays) > 0.5 * base  # jittered, so reconnecting workers spread out
+
+
+def test_environment_variables_configure_the_worker(peer, start_worker):
+    env = {"SOGNI_ENGINE": "scripted", "SOGNI_MODELS": "model-a,model-b", "SOGNI_SLOTS": "5"}
+    start_worker(peer.url.replace("ws://", "http://"), scripted=False, env=env)
+    hello = _connected(peer).of_type("hello")[0]
+    assert (hello["engine"], hello["models"], hello["slots"]) == ("scripted", ["model-a", "model-b"], 5)
