@@ -279,7 +279,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                     logger.warning("worker %s: silent for 3 heartbeat intervals, closing", self.worker_id)
                     await self._close(protocol.CLOSE_HEARTBEAT_TIMEOUT, "heartbeat missed")
                     return
-            await asyncio.sleep(max(wait, 0.05))
+            await asyncio.sleep(min(max(wait, 0.05), settings.WORKER_HEARTBEAT_SECONDS))
 
     def _peer(self) -> str:
         client = self.scope.get("client") or ("?", 0)
