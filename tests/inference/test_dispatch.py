@@ -1,0 +1,188 @@
+"""Dispatch on PostgreSQL: least loaded first, never more jobs than slots, only eligible workers."""
+
+import random
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from inference.models import Job, LlmModel, Worker
+from inference.openai.responses import completion_id
+from inference.relay import WORKER_JOB_ASSIGN, ReplyReader
+from inference.services import (
+    job_create,
+    job_dispatch,
+    job_finish,
+    jobs_dispatch_queued,
+    worker_register,
+    worker_set_draining,
+)
+from tests.inference.platform import QWEN, SMOLLM2, run
+
+
+def register(owner, name: str, *, slots: int, models=(SMOLLM2,), channel: str | None = None) -> Worker:
+    return worker_register(
+        owner=owner,
+        name=name,
+        model_ids=list(models),
+        slots=slots,
+        engine="test",
+        version="0",
+        hardware={},
+        channel_name=channel or f"test.worker.{uuid.uuid4().hex}",
+    ).worker
+
+
+def create_job(user, *, model_id: str = SMOLLM2) -> Job:
+    return job_create(
+        user=user,
+        model=LlmModel.objects.get(id=model_id),
+        public_id=completion_id(),
+        request={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
+        stream=True,
+        max_tokens=16,
+        prompt_tokens_estimate=10,
+        token_type="auto",
+        reply_channel=f"test.reply.{uuid.uuid4().hex}",
+    )
+
+
+def assigned_to(job: Job) -> str | None:
+    job.refresh_from_db()
+    return job.worker.name if job.status == Job.Status.ASSIGNED else None
+
+
+def test_least_loaded_worker_first_within_its_slots(platform, operator, customer):
+    async def scenario():
+        layer = get_channel_layer()
+        channels = {name: await layer.new_channel() for name in ("w1", "w2")}
+        for name, channel in channels.items():
+            await sync_to_async(register)(operator.user, name, slots=2, channel=channel)
+        jobs = [await sync_to_async(create_job)(customer.user) for _ in range(5)]
+        received = {}
+        for name, channel in channels.items():
+            reader = ReplyReader(channel)
+            messages = [await reader.next(5) for _ in range(2)]
+            assert {message["type"] for message in messages} == {WORKER_JOB_ASSIGN}
+            received[name] = [message["job_id"] for message in messages]
+            assert await reader.next(0.2) is None
+            await reader.close()
+        return jobs, received
+
+    jobs, received = run(scenario)
+    placement = [assigned_to(job) for job in jobs]
+    # Ties go to the worker that waited longest, so the load alternates; the fifth job waits.
+    assert placement == ["w1", "w2", "w1", "w2", None]
+    assert received == {"w1": [str(jobs[0].id), str(jobs[2].id)], "w2": [str(jobs[1].id), str(jobs[3].id)]}
+    assert jobs[4].status == Job.Status.QUEUED
+    assert list(Worker.objects.order_by("name").values_list("in_flight", flat=True)) == [2, 2]
+
+    # A slot frees up: the waiting job goes there.
+    w1 = Worker.objects.get(name="w1")
+    job_finish(
+        job_id=jobs[0].id,
+        channel_name=w1.channel_name,
+        finish_reason="stop",
+        prompt_tokens=3,
+        completion_tokens=2,
+        reasoning_tokens=0,
+    )
+    assert assigned_to(jobs[4]) == "w1"
+    assert Worker.objects.get(name="w1").in_flight == 2
+
+
+def test_the_job_goes_to_the_worker_with_the_fewest_jobs(platform, operator, customer):
+    busy = register(operator.user, "busy", slots=4)
+    for _ in range(2):
+        create_job(customer.user)
+    idle = register(operator.user, "idle", slots=1)
+    assert (Worker.objects.get(pk=busy.pk).in_flight, Worker.objects.get(pk=idle.pk).in_flight) == (2, 0)
+    assert assigned_to(create_job(customer.user)) == "idle"
+    assert assigned_to(create_job(customer.user)) == "busy"
+
+
+def test_dispatch_only_uses_workers_that_can_take_the_job(platform, operator, customer):
+    draining = register(operator.user, "draining", slots=4)
+    worker_set_draining(worker_id=draining.pk, channel_name=draining.channel_name)
+    stale = register(operator.user, "stale", slots=4)
+    Worker.objects.filter(pk=stale.pk).update(last_heartbeat=timezone.now() - timedelta(minutes=5))
+    register(operator.user, "other-model", slots=4, models=[QWEN])
+    banned = register(operator.user, "banned", slots=4)
+    Worker.objects.filter(pk=banned.pk).update(status=Worker.Status.BANNED)
+
+    job = create_job(customer.user)
+    assert assigned_to(job) is None
+    assert not job_dispatch(job_id=job.id)
+
+    register(operator.user, "fresh", slots=1)  # connecting dispatches what waits for its models
+    assert assigned_to(job) == "fresh"
+
+
+def test_only_the_holding_connection_can_finish_a_job(platform, operator, customer):
+    worker = register(operator.user, "w", slots=1)
+    job = create_job(customer.user)
+    finish = dict(finish_reason="stop", prompt_tokens=1, completion_tokens=1, reasoning_tokens=0)
+    assert job_finish(job_id=job.id, channel_name="test.someone-else", **finish) is None
+    job.refresh_from_db()
+    assert job.status == Job.Status.ASSIGNED
+    assert job_finish(job_id=job.id, channel_name=worker.channel_name, **finish) is not None
+    # Finishing twice changes nothing (and frees the slot once).
+    assert job_finish(job_id=job.id, channel_name=worker.channel_name, **finish) is None
+    assert Worker.objects.get().in_flight == 0
+
+
+def test_in_flight_cannot_exceed_slots(platform, operator):
+    worker = register(operator.user, "w", slots=2)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Worker.objects.filter(pk=worker.pk).update(in_flight=F("slots") + 1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Worker.objects.filter(pk=worker.pk).update(in_flight=-1)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_concurrent_dispatch_never_overfills_a_worker(platform, operator, customer):
+    slots = {"one": 1, "two": 2, "three": 3}
+    # Registered for another model first, so the queue builds up with nobody to take it.
+    workers = [register(operator.user, name, slots=n, models=[QWEN]) for name, n in slots.items()]
+    jobs = [create_job(customer.user) for _ in range(20)]
+    assert Job.objects.filter(status=Job.Status.QUEUED).count() == 20
+    smollm2 = LlmModel.objects.get(id=SMOLLM2)
+    for worker in workers:
+        worker.served_models.add(smollm2)
+
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def race(index: int) -> None:
+        try:
+            barrier.wait(10)
+            if index % 2:
+                jobs_dispatch_queued(model_id=SMOLLM2)
+            else:
+                for job in random.sample(jobs, len(jobs)):
+                    job_dispatch(job_id=job.id)
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    assigned = Job.objects.filter(status=Job.Status.ASSIGNED)
+    assert assigned.count() == sum(slots.values())
+    assert Job.objects.filter(status=Job.Status.QUEUED).count() == 20 - sum(slots.values())
+    for worker in Worker.objects.all():
+        assert worker.in_flight == slots[worker.name]
+        assert assigned.filter(worker=worker).count() == slots[worker.name]
+    assert all(job.attempts == 1 for job in assigned)
