@@ -6,8 +6,10 @@ by the chat view). Nothing here touches the database.
 """
 
 import asyncio
+import os
+import threading
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
 # To a worker connection.
@@ -23,9 +25,31 @@ REPLY_DONE = "job.done"
 REPLY_ERROR = "job.error"
 
 
+_thread = threading.local()
+
+
+def _outer_loop_running() -> bool:
+    """True in a thread that sync_to_async runs for an event loop of this process."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    pid = getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None)
+    return loop is not None and pid == os.getpid() and loop.is_running()
+
+
 def channel_send(channel: str, message: dict) -> None:
-    """Send from sync code (services, Celery tasks); run it after commit."""
-    async_to_sync(get_channel_layer().send)(channel, message)
+    """Send from sync code (services, Celery tasks); run it after commit.
+
+    Under an event loop (daphne, eager Celery in the web process) the send runs on that loop. A
+    plain thread (a Celery worker's) keeps one loop of its own, so the channel layer's Redis
+    connection is reused instead of opened per message.
+    """
+    layer = get_channel_layer()
+    if _outer_loop_running():
+        async_to_sync(layer.send)(channel, message)
+        return
+    loop = getattr(_thread, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread.loop = asyncio.new_event_loop()
+    loop.run_until_complete(layer.send(channel, message))
 
 
 def send_on_commit(channel: str, message: dict) -> None:
