@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -63,6 +64,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.dropped = 0
         self.last_frame = time.monotonic()
+        self.heartbeat_written = self.last_frame
         self.limiter = RateLimiter(settings.WORKER_MAX_MESSAGES_PER_SECOND, now=self.last_frame)
         self.background: set[asyncio.Task] = set()
         self.watchdog: asyncio.Task | None = None
@@ -88,6 +90,19 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             worker_id=self.worker_id, channel_name=self.channel_name, delivered=delivered
         )
         self.jobs.clear()
+
+    async def dispatch(self, message):
+        """A bug in a handler closes this connection cleanly, so `disconnect` still releases its jobs."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            if message.get("type") == "websocket.disconnect":
+                raise
+            logger.exception("worker %s: error handling %s; closing", self.worker_id, message.get("type"))
+            if not self.closing:
+                await self._close(1011, "internal error")
 
     # Worker → platform.
 
@@ -146,6 +161,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_heartbeat(self, frame: dict) -> None:
+        now = time.monotonic()
+        if now - self.heartbeat_written < settings.WORKER_HEARTBEAT_SECONDS / 2:
+            return  # the database needs at most one write per interval
+        self.heartbeat_written = now
         held = await database_sync_to_async(worker_heartbeat)(worker_id=self.worker_id, channel_name=self.channel_name)
         if not held:
             logger.warning("worker %s: connection no longer holds the worker, closing", self.worker_id)

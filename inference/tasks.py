@@ -13,3 +13,12 @@ def dispatch_job_task(job_id: str) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def dispatch_queued_task(model_id: str) -> None:
     jobs_dispatch_queued(model_id=model_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reap_stale_task() -> None:
+    """Periodic (Celery beat): release what died with a server process."""
+    from inference.services import jobs_expire_abandoned, workers_reap_stale
+
+    workers_reap_stale()
+    jobs_expire_abandoned()

@@ -160,6 +160,7 @@ WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "5"))
 WORKER_HELLO_TIMEOUT = float(env_str("WORKER_HELLO_TIMEOUT", "10"))
 WORKER_MAX_MESSAGE_BYTES = env_int("WORKER_MAX_MESSAGE_BYTES", 64 * 1024)
 WORKER_MAX_MESSAGES_PER_SECOND = env_int("WORKER_MAX_MESSAGES_PER_SECOND", 2000)
+CELERY_BEAT_SCHEDULE["inference-reap-stale"] = {"task": "inference.tasks.reap_stale_task", "schedule": 30.0}
 
 # Billing (README "Wallets and billing"). Stripe is optional: without keys top-ups are off.
 STARTER_GRANT_SPARK = Decimal(env_str("STARTER_GRANT_SPARK", "100"))

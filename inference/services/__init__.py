@@ -9,6 +9,7 @@ from inference.services.jobs import (
     job_finish,
     job_mark_running,
     job_requeue,
+    jobs_expire_abandoned,
 )
 from inference.services.workers import (
     Registration,
@@ -18,6 +19,7 @@ from inference.services.workers import (
     worker_heartbeat,
     worker_register,
     worker_set_draining,
+    workers_reap_stale,
 )
 
 __all__ = [
@@ -32,9 +34,11 @@ __all__ = [
     "job_mark_running",
     "job_requeue",
     "jobs_dispatch_queued",
+    "jobs_expire_abandoned",
     "worker_ban",
     "worker_disconnect",
     "worker_heartbeat",
     "worker_register",
     "worker_set_draining",
+    "workers_reap_stale",
 ]

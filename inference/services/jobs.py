@@ -6,7 +6,7 @@ in the transaction that changes its status: that is where charging plugs in (iss
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -190,7 +190,7 @@ def _requeue(job: Job, *, reason: str) -> Job:
     return job
 
 
-def job_expire(*, job_id: JobId) -> bool:
+def job_expire(*, job_id: JobId, notify: bool = False) -> bool:
     """Queue timeout: fail the job if it is still queued; False if a worker took it meanwhile."""
     with transaction.atomic():
         job = _locked(job_id, channel_name=None, statuses=(Job.Status.QUEUED,))
@@ -202,7 +202,18 @@ def job_expire(*, job_id: JobId) -> bool:
             error_code="no_worker_available",
             error_message="No worker became available within the queue timeout.",
         )
+        if notify:
+            send_on_commit(
+                job.reply_channel, {"type": REPLY_ERROR, "code": job.error_code, "message": job.error_message}
+            )
     return True
+
+
+def jobs_expire_abandoned() -> int:
+    """Queued jobs whose waiting request is gone (its server died) and would never be expired by it."""
+    cutoff = timezone.now() - timedelta(seconds=2 * settings.JOB_QUEUE_TIMEOUT)
+    stale = Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=cutoff).values_list("id", flat=True)
+    return sum(job_expire(job_id=job_id, notify=True) for job_id in stale[:1000])
 
 
 def job_cancel(*, job_id: JobId) -> str | None:

@@ -121,3 +121,29 @@ def worker_ban(*, worker: Worker) -> None:
         Worker.objects.filter(pk=worker.pk).update(status=Worker.Status.BANNED)
         if worker.channel_name:
             send_on_commit(worker.channel_name, {"type": WORKER_KICK, "code": CLOSE_BANNED})
+
+
+def workers_reap_stale() -> int:
+    """Workers whose connection died with its server (no disconnect ran): offline, jobs released.
+
+    A worker counts as gone after three heartbeat intervals without one; its consumer, if it is in
+    fact alive, finds the worker offline at its next heartbeat and closes.
+    """
+    reaped = 0
+    cutoff = worker_fresh_since()
+    stale = Worker.objects.filter(
+        status__in=(Worker.Status.ONLINE, Worker.Status.DRAINING), last_heartbeat__lt=cutoff
+    ).values_list("pk", "channel_name")
+    for worker_id, channel_name in stale:
+        with transaction.atomic():
+            gone = (
+                Worker.objects.filter(pk=worker_id, channel_name=channel_name, last_heartbeat__lt=cutoff)
+                .exclude(status__in=(Worker.Status.OFFLINE, Worker.Status.BANNED))
+                .update(status=Worker.Status.OFFLINE)
+            )
+        if gone:
+            released = release_connection_jobs(channel_name=channel_name, delivered=None)
+            Worker.objects.filter(pk=worker_id, channel_name=channel_name).update(in_flight=0)
+            logger.warning("worker %s went silent; marked offline, %s job(s) released", worker_id, released)
+            reaped += 1
+    return reaped

@@ -355,11 +355,13 @@ def test_a_silent_worker_is_closed_and_goes_offline(platform, operator):
 
 
 def test_heartbeats_keep_the_worker_fresh(platform, operator):
+    platform.WORKER_HEARTBEAT_SECONDS = 1
+
     async def scenario():
         worker = WorkerSocket(operator.key)
         await worker.hello()
         before = await sync_to_async(lambda: Worker.objects.get().last_heartbeat)()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)  # heartbeats are written at most twice per interval
         await worker.send({"type": "heartbeat", "running": []})
         await worker.send({"type": "draining"})
         await worker.nothing(0.3)
