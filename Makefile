@@ -9,7 +9,7 @@ export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format browser clean
+.PHONY: install run test lint format browser clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks (README "Benchmarks"): the platform against the engine alone; BENCH_ARGS=--quick for a smoke run.
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data

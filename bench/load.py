@@ -1,0 +1,173 @@
+"""One async load generator for the platform and the engine alone: OpenAI chat completions over
+httpx, streaming (TTFT, inter-token gaps, end-to-end) or short non-streaming calls (requests/s).
+
+Each request's user message starts with its own nonce; the scripted engine echoes the first word, so
+every reply can be checked for its own marker and for anyone else's (cross-talk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+
+NONCE = re.compile(r"\bn[0-9a-f]{16}x\b")
+
+
+@dataclass
+class Target:
+    name: str  # "platform" or "direct"
+    urls: list[str]  # base URLs; requests round-robin over them (several engine-alone servers)
+    model: str
+    key: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+
+@dataclass
+class Result:
+    nonce: str
+    ok: bool = False
+    error: str | None = None
+    status: int | None = None
+    ttft: float | None = None
+    e2e: float | None = None
+    gaps: list[float] = field(default_factory=list)
+    tokens: int = 0
+    content: str = ""
+    ids: set[str] = field(default_factory=set)
+
+
+def _body(nonce: str, *, stream: bool, max_tokens: int, prompt: str) -> dict:
+    body = {
+        "messages": [{"role": "user", "content": f"{nonce} {prompt}"}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+async def _stream_one(client: httpx.AsyncClient, url: str, target: Target, result: Result, body: dict) -> None:
+    started = time.perf_counter()
+    last = None
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body, headers=target.headers()) as response:
+        result.status = response.status_code
+        if response.status_code != 200:
+            result.error = f"HTTP {response.status_code}: {(await response.aread())[:300]!r}"
+            return
+        done = False
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                done = True
+                break
+            chunk = json.loads(data)
+            if "error" in chunk:
+                result.error = f"stream error: {chunk['error'].get('code')}: {chunk['error'].get('message')}"
+                return
+            result.ids.add(chunk.get("id", ""))
+            if chunk.get("usage"):
+                result.tokens = chunk["usage"]["completion_tokens"]
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content") or ""
+                if not text:
+                    continue
+                now = time.perf_counter()
+                if last is None:
+                    result.ttft = now - started
+                else:
+                    result.gaps.append(now - last)
+                last = now
+                result.content += text
+        result.e2e = time.perf_counter() - started
+        if not done:
+            result.error = "stream ended without [DONE]"
+            return
+    result.ok = True
+
+
+async def _collect_one(client: httpx.AsyncClient, url: str, target: Target, result: Result, body: dict) -> None:
+    started = time.perf_counter()
+    response = await client.post(f"{url}/v1/chat/completions", json=body, headers=target.headers())
+    result.e2e = time.perf_counter() - started
+    result.status = response.status_code
+    if response.status_code != 200:
+        result.error = f"HTTP {response.status_code}: {response.text[:300]}"
+        return
+    payload = response.json()
+    result.ids.add(payload.get("id", ""))
+    result.content = payload["choices"][0]["message"].get("content") or ""
+    result.tokens = payload["usage"]["completion_tokens"]
+    result.ok = True
+
+
+async def drive(
+    target: Target,
+    *,
+    concurrency: int,
+    requests: int,
+    stream: bool,
+    max_tokens: int,
+    prompt: str = "please answer briefly",
+    timeout: float = 300,
+) -> tuple[list[Result], float]:
+    """`requests` calls, `concurrency` at a time; the results and the wall time."""
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
+    counter = itertools.count()
+    results: list[Result] = []
+
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+
+        async def loop() -> None:
+            while (i := next(counter)) < requests:
+                result = Result(nonce=f"n{uuid.uuid4().hex[:16]}x")
+                results.append(result)
+                url = target.urls[i % len(target.urls)]
+                body = _body(result.nonce, stream=stream, max_tokens=max_tokens, prompt=prompt)
+                if target.model:
+                    body["model"] = target.model
+                try:
+                    await (_stream_one if stream else _collect_one)(client, url, target, result, body)
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    result.error = f"{type(exc).__name__}: {exc}"
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return results, wall
+
+
+def cross_talk(results: list[Result], *, scripted: bool) -> dict[str, int]:
+    """Replies carrying another request's marker, replies missing their own (scripted only), and
+    completion ids seen in more than one request or more than one id in a stream."""
+    foreign = missing = 0
+    if scripted:
+        for result in results:
+            if not result.ok:
+                continue
+            markers = set(NONCE.findall(result.content))
+            if markers - {result.nonce}:
+                foreign += 1
+            if not result.content.startswith(result.nonce):
+                missing += 1
+    seen: dict[str, int] = {}
+    mixed = 0
+    for result in results:
+        if len(result.ids) > 1:
+            mixed += 1
+        for ident in result.ids:
+            seen[ident] = seen.get(ident, 0) + 1
+    shared_ids = sum(1 for count in seen.values() if count > 1)
+    return {"foreign_marker": foreign, "missing_marker": missing, "shared_id": shared_ids, "mixed_ids": mixed}

@@ -1,0 +1,208 @@
+"""Numbers from the load generator's results: percentiles, per-run summaries, platform/direct
+comparisons, goals, the JSON file, the PNG plots and the README table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from bench.load import Result, cross_talk
+
+PERCENTILES = (50, 95, 99)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _ms(values: list[float]) -> dict[str, float | None]:
+    out = {}
+    for p in PERCENTILES:
+        value = percentile(values, p)
+        out[f"p{p}"] = None if value is None else round(value * 1000, 3)
+    return out
+
+
+def summarize(
+    results: list[Result], wall: float, *, engine: str, target: str, concurrency: int, mode: str, cpu: dict
+) -> dict:
+    ok = [r for r in results if r.ok]
+    tokens = sum(r.tokens for r in ok)
+    errors = [r.error for r in results if not r.ok]
+    talk = cross_talk(results, scripted=engine == "scripted")
+    run = {
+        "engine": engine,
+        "target": target,
+        "concurrency": concurrency,
+        "mode": mode,
+        "requests": len(results),
+        "ok": len(ok),
+        "errors": len(errors),
+        "error_samples": sorted(set(e or "" for e in errors))[:5],
+        "cross_talk": talk["foreign_marker"] + talk["shared_id"] + talk["mixed_ids"],
+        "cross_talk_detail": talk,
+        "wall_s": round(wall, 3),
+        "output_tokens": tokens,
+        "output_tokens_per_s": round(tokens / wall, 2) if wall else None,
+        "requests_per_s": round(len(ok) / wall, 2) if wall else None,
+        "e2e_ms": _ms([r.e2e for r in ok if r.e2e is not None]),
+        "cpu_s": cpu,
+        "cpu_s_per_1k_tokens": round(cpu["total"] / tokens * 1000, 4) if tokens else None,
+    }
+    if mode == "stream":
+        run["ttft_ms"] = _ms([r.ttft for r in ok if r.ttft is not None])
+        run["itl_ms"] = _ms([gap for r in ok for gap in r.gaps])
+        # Per-stream decode rate (tokens after the first / time after the first), then its median.
+        rates = [(r.tokens - 1) / (r.e2e - r.ttft) for r in ok if r.tokens > 1 and r.e2e and r.ttft and r.e2e > r.ttft]
+        run["stream_tokens_per_s_p50"] = round(percentile(rates, 50), 2) if rates else None
+    return run
+
+
+def _find(runs: list[dict], **match) -> dict | None:
+    return next((r for r in runs if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def _ratio(a, b):
+    return round(a / b, 4) if a is not None and b else None
+
+
+def _diff(a, b):
+    return round(a - b, 3) if a is not None and b is not None else None
+
+
+def compare(runs: list[dict]) -> list[dict]:
+    """Platform against direct for each (engine, mode, concurrency) that has both."""
+    out = []
+    for platform in (r for r in runs if r["target"] == "platform"):
+        key = {k: platform[k] for k in ("engine", "mode", "concurrency")}
+        direct = _find(runs, target="direct", **key)
+        if direct is None:
+            continue
+        row = dict(key)
+        for metric in ("ttft_ms", "itl_ms", "e2e_ms"):
+            if metric in platform:
+                row[f"{metric[:-3]}_added_ms"] = {
+                    p: _diff(platform[metric][p], direct[metric][p]) for p in platform[metric]
+                }
+                row[f"{metric[:-3]}_ratio"] = {
+                    p: _ratio(platform[metric][p], direct[metric][p]) for p in platform[metric]
+                }
+        for metric in ("output_tokens_per_s", "requests_per_s", "stream_tokens_per_s_p50", "cpu_s_per_1k_tokens"):
+            row[f"{metric}_ratio"] = _ratio(platform.get(metric), direct.get(metric))
+        out.append(row)
+    return out
+
+
+def goals(runs: list[dict], comparisons: list[dict]) -> list[dict]:
+    def cmp(**match):
+        return _find(comparisons, **match) or {}
+
+    c32 = cmp(engine="scripted", mode="stream", concurrency=32)
+    itl = [
+        c.get("itl_added_ms", {}).get("p50") for c in comparisons if c["engine"] == "scripted" and c["mode"] == "stream"
+    ]
+    itl = [v for v in itl if v is not None]
+    c128 = _find(runs, engine="scripted", target="platform", mode="stream", concurrency=128)
+    llama = cmp(engine="llama-cpp", mode="stream", concurrency=1)
+
+    def goal(name, target, measured, met):
+        return {"goal": name, "target": target, "measured": measured, "met": met}
+
+    ttft = c32.get("ttft_added_ms", {})
+    out = [
+        goal("added TTFT p50 at 32 streams", "<= 10 ms", ttft.get("p50"), _le(ttft.get("p50"), 10)),
+        goal("added TTFT p99 at 32 streams", "<= 40 ms", ttft.get("p99"), _le(ttft.get("p99"), 40)),
+        goal(
+            "added inter-token latency p50 (worst concurrency)",
+            "<= 1 ms",
+            max(itl) if itl else None,
+            _le(max(itl) if itl else None, 1),
+        ),  # fmt: skip
+        goal(
+            "128 streams: errors, cross-talk",
+            "0, 0",
+            None if c128 is None else [c128["errors"], c128["cross_talk"]],
+            None if c128 is None else c128["errors"] == 0 and c128["cross_talk"] == 0,
+        ),
+        goal(
+            "real engine tokens/s platform/direct at c=1",
+            ">= 0.95",
+            llama.get("output_tokens_per_s_ratio"),
+            None if llama.get("output_tokens_per_s_ratio") is None else llama["output_tokens_per_s_ratio"] >= 0.95,
+        ),
+    ]
+    return out
+
+
+def _le(value, bound):
+    return None if value is None else value <= bound
+
+
+def plot(runs: list[dict], path: Path, *, engine: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    streams = [r for r in runs if r["engine"] == engine and r["mode"] == "stream"]
+    if not streams:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, metric, title in zip(axes, ("ttft_ms", "itl_ms", "e2e_ms"), ("TTFT", "inter-token latency", "end-to-end"),
+                                 strict=True):  # fmt: skip
+        for target, color in (("direct", "tab:blue"), ("platform", "tab:red")):
+            rows = sorted((r for r in streams if r["target"] == target), key=lambda r: r["concurrency"])
+            xs = [r["concurrency"] for r in rows]
+            for p, style in (("p50", "-o"), ("p99", "--^")):
+                ys = [r[metric][p] for r in rows]
+                ax.plot(xs, ys, style, color=color, label=f"{target} {p}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent streams")
+        ax.set_ylabel("ms")
+        ax.set_title(f"{engine}: {title}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value, digits=1):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(runs: list[dict], comparisons: list[dict]) -> str:
+    """One row per (engine, concurrency) of streaming runs, plus requests/s of short calls."""
+    lines = [
+        "| engine | conc. | TTFT p50 / p99 ms (direct → platform) | added TTFT p50 / p99 "
+        "| ITL p50 ms (direct → platform) "
+        "| added ITL p50 | e2e p50 ms (d → p) | tokens/s (d → p, ratio) | short calls req/s (d → p) "
+        "| CPU s / 1k tok (platform) | errors | cross-talk |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cmp in sorted(
+        (c for c in comparisons if c["mode"] == "stream"), key=lambda c: (c["engine"] != "scripted", c["concurrency"])
+    ):
+        key = {k: cmp[k] for k in ("engine", "concurrency")}
+        d = _find(runs, target="direct", mode="stream", **key)
+        p = _find(runs, target="platform", mode="stream", **key)
+        ds = _find(runs, target="direct", mode="short", **key) or {}
+        ps = _find(runs, target="platform", mode="short", **key) or {}
+        lines.append(
+            f"| {cmp['engine']} | {cmp['concurrency']} "
+            f"| {_fmt(d['ttft_ms']['p50'])} / {_fmt(d['ttft_ms']['p99'])} → {_fmt(p['ttft_ms']['p50'])} / "
+            f"{_fmt(p['ttft_ms']['p99'])} "
+            f"| {_fmt(cmp['ttft_added_ms']['p50'])} / {_fmt(cmp['ttft_added_ms']['p99'])} "
+            f"| {_fmt(d['itl_ms']['p50'], 2)} → {_fmt(p['itl_ms']['p50'], 2)} | {_fmt(cmp['itl_added_ms']['p50'], 2)} "
+            f"| {_fmt(d['e2e_ms']['p50'], 0)} → {_fmt(p['e2e_ms']['p50'], 0)} "
+            f"| {_fmt(d['output_tokens_per_s'])} → {_fmt(p['output_tokens_per_s'])} "
+            f"({_fmt(cmp['output_tokens_per_s_ratio'], 3)}) "
+            f"| {_fmt(ds.get('requests_per_s'))} → {_fmt(ps.get('requests_per_s'))} "
+            f"| {_fmt(p['cpu_s_per_1k_tokens'], 3)} | {p['errors'] + ps.get('errors', 0)} | {p['cross_talk']} |"
+        )
+    return "\n".join(lines)
