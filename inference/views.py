@@ -3,6 +3,8 @@
 import uuid
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -32,7 +34,15 @@ async def _chat_completion(request):
             headers={"Allow": "POST"},
         )
     user = await sync_to_async(_user)(request.headers)
-    chat = parse_chat_request(request.body, content_type=request.META.get("CONTENT_TYPE"), headers=request.headers)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise ApiError(
+            f"The request body is larger than the limit of {settings.MAX_REQUEST_BYTES} bytes.",
+            status=413,
+            code="request_too_large",
+        ) from None
+    chat = parse_chat_request(body, content_type=request.META.get("CONTENT_TYPE"), headers=request.headers)
     session = await ChatSession.open(user=user, chat=chat)
     if chat.stream:
         return StreamingHttpResponse(

@@ -247,3 +247,17 @@ def test_client_disconnect_while_queued_cancels_without_a_worker(platform, opera
     cancelled = Job.objects.exclude(id=first["job_id"]).get()
     assert cancelled.status == Job.Status.CANCELLED
     assert cancelled.worker is None
+
+
+def test_wrong_method_is_405(platform, customer):
+    reply = run(HttpCall("/v1/chat/completions", key=customer.key, body=b"", method="GET").finish)
+    assert reply.status == 405
+    assert reply.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_oversized_body_is_413_and_creates_no_job(platform, customer, settings):
+    body = {"model": SMOLLM2, "messages": [{"role": "user", "content": "x" * (settings.MAX_REQUEST_BYTES + 10)}]}
+    reply = run(HttpCall("/v1/chat/completions", key=customer.key, body=body).finish)
+    assert reply.status == 413
+    assert reply.json()["error"]["code"] == "request_too_large"
+    assert not Job.objects.exists()
