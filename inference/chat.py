@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 
 from inference import relay
 from inference.models import Job, LlmModel
@@ -34,6 +34,19 @@ from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+
+
+def _db(function):
+    """`function` off the event loop, then close this request thread's database connection: a
+    stream lasts as long as the generation and must not hold a connection while it waits."""
+
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return sync_to_async(call)
 
 
 def no_worker(message: str) -> ServiceUnavailable:
@@ -102,7 +115,7 @@ class ChatSession:
         reply_channel = await get_channel_layer().new_channel()
         reader = ReplyReader(reply_channel)
         try:
-            job, model = await sync_to_async(_job_open)(user=user, chat=chat, reply_channel=reply_channel)
+            job, model = await _db(_job_open)(user=user, chat=chat, reply_channel=reply_channel)
         except BaseException:
             await reader.close()
             raise
@@ -124,7 +137,7 @@ class ChatSession:
             if message is None:
                 if deadline is not None and loop.time() >= deadline:
                     deadline = None
-                    if await sync_to_async(job_expire)(job_id=self.job_id):
+                    if await _db(job_expire)(job_id=self.job_id):
                         self.ended = True
                         raise no_worker("No worker became available for this model in time. Please retry shortly.")
                     continue  # a worker took it meanwhile: its job.assigned is on the way
@@ -196,7 +209,8 @@ class ChatSession:
         try:
             if not self.ended:
                 self.ended = True
-                worker_channel = await sync_to_async(job_cancel)(job_id=self.job_id)
+                # The worker's channel came with job.assigned; without it the job may still be queued.
+                worker_channel = self.worker_channel or await _db(job_cancel)(job_id=self.job_id)
                 if worker_channel:
                     await get_channel_layer().send(
                         worker_channel, {"type": relay.WORKER_JOB_CANCEL, "job_id": self.job_id}

@@ -2,6 +2,8 @@
 
 import asyncio
 
+from asgiref.sync import sync_to_async
+
 from inference.models import Job, Worker
 from tests.inference.platform import QWEN, SMOLLM2, HttpCall, WorkerSocket, run
 
@@ -261,3 +263,41 @@ def test_an_oversized_body_is_413_and_creates_no_job(platform, customer, setting
     assert reply.status == 413
     assert reply.json()["error"]["code"] == "request_too_large"
     assert not Job.objects.exists()
+
+
+def test_waiting_streams_hold_no_database_connection(platform, operator, customer):
+    """A stream lasts as long as the generation: it must not pin a PostgreSQL connection meanwhile."""
+    from django.db import connection
+
+    def connections_now() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(slots=4)
+        before = await sync_to_async(connections_now)()
+        calls = [chat(customer.key, stream=True) for _ in range(6)]
+        for call in calls:
+            await call.start()
+        jobs = [await worker.job() for _ in range(4)]  # four running, two queued
+        for job in jobs:
+            await worker.delta(job["job_id"], "tick")
+        for call in calls[:4]:
+            await call.read_until(b"tick")
+        for call in calls[4:]:
+            await call.read_until(b": keep-alive")
+        during = await sync_to_async(connections_now)()
+        for job in jobs:
+            await worker.done(job["job_id"], completion_tokens=1)
+        for _ in range(2):
+            job = await worker.job()
+            await worker.done(job["job_id"], completion_tokens=0)
+        for call in calls:
+            await call.finish()
+        await worker.disconnect()
+        return before, during
+
+    before, during = run(scenario)
+    assert during <= before + 1, (before, during)
