@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 
 from inference.models import Job, LlmModel, Worker
-from inference.services import worker_ban
+from inference.services import worker_ban, worker_unban
 
 
 @admin.register(LlmModel)
@@ -18,7 +18,7 @@ class WorkerAdmin(admin.ModelAdmin):
     list_display = ["name", "owner", "status", "in_flight", "slots", "engine", "version", "last_heartbeat"]
     list_filter = ["status", "engine"]
     search_fields = ["name", "owner__email"]
-    actions = ["ban"]
+    actions = ["ban", "unban"]
     readonly_fields = [
         "owner",
         "name",
@@ -44,6 +44,12 @@ class WorkerAdmin(admin.ModelAdmin):
         for worker in queryset:
             worker_ban(worker=worker)
         self.message_user(request, f"Banned {queryset.count()} worker(s).", messages.SUCCESS)
+
+    @admin.action(description="Lift the ban: the worker may register again")
+    def unban(self, request, queryset):
+        for worker in queryset:
+            worker_unban(worker=worker)
+        self.message_user(request, f"Lifted the ban on {queryset.count()} worker(s).", messages.SUCCESS)
 
 
 @admin.register(Job)

@@ -19,6 +19,7 @@ from inference.services.workers import (
     worker_heartbeat,
     worker_register,
     worker_set_draining,
+    worker_unban,
     workers_reap_stale,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "worker_heartbeat",
     "worker_register",
     "worker_set_draining",
+    "worker_unban",
     "workers_reap_stale",
 ]

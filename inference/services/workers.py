@@ -123,6 +123,11 @@ def worker_ban(*, worker: Worker) -> None:
             send_on_commit(worker.channel_name, {"type": WORKER_KICK, "code": CLOSE_BANNED})
 
 
+def worker_unban(*, worker: Worker) -> None:
+    """Lift a ban: the worker may register again (it comes back offline until it does)."""
+    Worker.objects.filter(pk=worker.pk, status=Worker.Status.BANNED).update(status=Worker.Status.OFFLINE)
+
+
 def workers_reap_stale() -> int:
     """Workers whose connection died with its server (no disconnect ran): offline, jobs released.
 

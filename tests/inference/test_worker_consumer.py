@@ -11,7 +11,7 @@ from accounts.selectors import api_key_authenticate
 from accounts.services import api_key_disable
 from inference.models import Job, Worker
 from inference.selectors import online_worker_counts
-from inference.services import worker_ban
+from inference.services import worker_ban, worker_unban
 from tests.inference.platform import QWEN, SMOLLM2, HttpCall, WorkerSocket, account_create, run
 
 HI = [{"role": "user", "content": "Say hello"}]
@@ -411,3 +411,12 @@ def test_a_banned_worker_is_closed_and_cannot_come_back(platform, operator):
 
     assert run(scenario) == (4008, 4008)
     assert Worker.objects.get().status == Worker.Status.BANNED
+
+    worker_unban(worker=Worker.objects.get())
+
+    async def back():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(name="box")
+        await worker.disconnect(code=1000)
+
+    run(back)
