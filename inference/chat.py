@@ -29,6 +29,7 @@ from inference.openai.responses import (
 from inference.relay import ReplyReader
 from inference.selectors import model_has_online_worker, model_resolve
 from inference.services import job_cancel, job_create, job_expire
+from ratelimits.services import ratelimit_check_request, ratelimit_consume_tokens_async
 from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def job_error(code: str, message: str) -> ApiError:
     return ApiError(message, status=502, type="server_error", code=code)
 
 
-def _job_open(*, user, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel]:
+def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel, object]:
     model = model_resolve(model_id=chat.model)
     if model is None:
         name = chat.model or "(default)"
@@ -78,26 +79,29 @@ def _job_open(*, user, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmM
     if not model_has_online_worker(model_id=model.id):
         raise no_worker(f"No worker serving `{model.id}` is online right now. Please retry shortly.")
     max_tokens = min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens)
+    prompt_tokens_estimate = chat.estimate_prompt_tokens(context_window=model.context_window)
+    # Tokens per minute are checked against the worst case; the session records what was used.
+    ratelimit_state = ratelimit_check_request(api_key=api_key, tokens=prompt_tokens_estimate + max_tokens)
     with transaction.atomic():
         # Billing's hold (issue 5) belongs in this transaction, before the job is created.
         job = job_create(
-            user=user,
+            user=api_key.user,
             model=model,
             public_id=completion_id(),
             request=chat.engine_request(max_tokens=max_tokens),
             stream=chat.stream,
             max_tokens=max_tokens,
-            prompt_tokens_estimate=chat.estimate_prompt_tokens(context_window=model.context_window),
+            prompt_tokens_estimate=prompt_tokens_estimate,
             token_type=chat.token_type,
             reply_channel=reply_channel,
         )
-    return job, model
+    return job, model, ratelimit_state
 
 
 class ChatSession:
     """One request's view of its job, from queued to its end."""
 
-    def __init__(self, *, job: Job, model: LlmModel, chat: ChatRequest, reader: ReplyReader):
+    def __init__(self, *, job: Job, model: LlmModel, chat: ChatRequest, reader: ReplyReader, ratelimit_state=None):
         self.job_id = str(job.id)
         self.reader = reader
         self.accumulator = ChatCompletionAccumulator(
@@ -107,19 +111,22 @@ class ChatSession:
             id=job.public_id,
             created=int(job.created_at.timestamp()),
         )
+        self.user_id = job.user_id
+        self.ratelimit_state = ratelimit_state  # for the middleware's x-ratelimit-* headers
         self.worker_channel: str | None = None
         self.ended = False
+        self.used_tokens = 0
 
     @classmethod
-    async def open(cls, *, user, chat: ChatRequest) -> "ChatSession":
+    async def open(cls, *, api_key, chat: ChatRequest) -> "ChatSession":
         reply_channel = await get_channel_layer().new_channel()
         reader = ReplyReader(reply_channel)
         try:
-            job, model = await _db(_job_open)(user=user, chat=chat, reply_channel=reply_channel)
+            job, model, state = await _db(_job_open)(api_key=api_key, chat=chat, reply_channel=reply_channel)
         except BaseException:
             await reader.close()
             raise
-        return cls(job=job, model=model, chat=chat, reader=reader)
+        return cls(job=job, model=model, chat=chat, reader=reader, ratelimit_state=state)
 
     async def _messages(self, *, keepalive: float | None) -> AsyncIterator[dict | None]:
         """Reply-channel messages until the job ends; None when `keepalive` seconds passed quietly.
@@ -158,6 +165,7 @@ class ChatSession:
 
     def _usage(self, message: dict) -> dict:
         usage = message["usage"]
+        self.used_tokens = usage["prompt_tokens"] + usage["completion_tokens"]
         return usage_payload(
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
@@ -206,6 +214,8 @@ class ChatSession:
 
     async def close(self) -> None:
         """Unsubscribe; if the job is still going (the client left), cancel it."""
+        if self.used_tokens:
+            await ratelimit_consume_tokens_async(user_id=self.user_id, tokens=self.used_tokens)
         try:
             if not self.ended:
                 self.ended = True

@@ -3,26 +3,24 @@
 import uuid
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import INVALID_KEY, MISSING_KEY
 from accounts.selectors import api_key_authenticate, api_key_from_headers
 from inference.chat import ChatSession
-from inference.openai.requests import parse_chat_request
+from inference.openai.requests import parse_http_request
 from sogni_platform.exceptions import ApiError, InvalidApiKey, error_response
 
 
-def _user(headers):
+def _api_key(headers):
     raw_key = api_key_from_headers(headers)
     if raw_key is None:
         raise InvalidApiKey(MISSING_KEY)
     api_key = api_key_authenticate(raw_key)
     if api_key is None:
         raise InvalidApiKey(INVALID_KEY)
-    return api_key.user
+    return api_key
 
 
 async def _chat_completion(request):
@@ -33,17 +31,10 @@ async def _chat_completion(request):
             code="method_not_allowed",
             headers={"Allow": "POST"},
         )
-    user = await sync_to_async(_user)(request.headers)
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        raise ApiError(
-            f"The request body is larger than the limit of {settings.MAX_REQUEST_BYTES} bytes.",
-            status=413,
-            code="request_too_large",
-        ) from None
-    chat = parse_chat_request(body, content_type=request.META.get("CONTENT_TYPE"), headers=request.headers)
-    session = await ChatSession.open(user=user, chat=chat)
+    api_key = await sync_to_async(_api_key)(request.headers)
+    chat = parse_http_request(request)
+    session = await ChatSession.open(api_key=api_key, chat=chat)
+    request.ratelimit_state = session.ratelimit_state
     if chat.stream:
         return StreamingHttpResponse(
             session.stream(),

@@ -301,3 +301,27 @@ def test_waiting_streams_hold_no_database_connection(platform, operator, custome
 
     before, during = run(scenario)
     assert during <= before + 1, (before, during)
+
+
+def test_requests_over_the_rate_limit_are_429_and_create_no_job(platform, operator, customer):
+    platform.RATE_LIMIT_RPM = 1
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello()
+        pending = asyncio.ensure_future(chat(customer.key).finish())
+        job = await worker.job()
+        await worker.delta(job["job_id"], "ok")
+        await worker.done(job["job_id"], completion_tokens=1)
+        first = await pending
+        second = await chat(customer.key).finish()
+        await worker.disconnect()
+        return first, second
+
+    first, second = run(scenario)
+    assert first.status == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "1"
+    assert second.status == 429
+    assert second.json()["error"]["code"] == "rate_limit_exceeded"
+    assert second.headers["retry-after"]
+    assert Job.objects.count() == 1
