@@ -43,6 +43,8 @@ class Result:
     tokens: int = 0
     content: str = ""
     ids: set[str] = field(default_factory=set)
+    sent_at: float = 0.0  # wall clock (time.time), to line up with the platform's job timestamps
+    first_at: float | None = None
 
 
 def _body(nonce: str, *, stream: bool, max_tokens: int, prompt: str) -> dict:
@@ -59,6 +61,7 @@ def _body(nonce: str, *, stream: bool, max_tokens: int, prompt: str) -> dict:
 
 async def _stream_one(client: httpx.AsyncClient, url: str, target: Target, result: Result, body: dict) -> None:
     started = time.perf_counter()
+    result.sent_at = time.time()
     last = None
     async with client.stream("POST", f"{url}/v1/chat/completions", json=body, headers=target.headers()) as response:
         result.status = response.status_code
@@ -87,6 +90,7 @@ async def _stream_one(client: httpx.AsyncClient, url: str, target: Target, resul
                 now = time.perf_counter()
                 if last is None:
                     result.ttft = now - started
+                    result.first_at = time.time()
                 else:
                     result.gaps.append(now - last)
                 last = now

@@ -31,11 +31,16 @@ def _frame(frame: str) -> str:
     return f"{name} ({file})"
 
 
+# Leaf frames that are a thread waiting (event loop poll, idle pool threads, lock or socket waits), not work.
+IDLE = ("select (selectors.py)", "poll (eventio.py)", "wait (threading.py)", "_worker (thread.py)",
+        "Connection.wait (connection.py)", "_poll (", "acquire", "sleep", "WaitForSingleObject")  # fmt: skip
+
+
 def summarize(path: Path, *, top: int = 25) -> dict:
-    """Top frames by self and inclusive samples; idle waits (epoll, select, lock waits) counted apart."""
+    """Top frames by self and inclusive samples of busy stacks; idle waits (IDLE) counted apart."""
     if not path.exists():
         return {"error": f"no profile at {path}"}
-    own, inclusive, total = Counter(), Counter(), 0
+    own, inclusive, total, idle = Counter(), Counter(), 0, 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
@@ -43,6 +48,9 @@ def summarize(path: Path, *, top: int = 25) -> dict:
         n = int(count)
         frames = [_frame(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
         if not frames:
+            continue
+        if any(mark in frames[-1] for mark in IDLE):
+            idle += n
             continue
         total += n
         own[frames[-1]] += n
@@ -52,4 +60,4 @@ def summarize(path: Path, *, top: int = 25) -> dict:
     def pct(counter: Counter) -> list[list]:
         return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)] if total else []
 
-    return {"samples": total, "self_pct": pct(own), "inclusive_pct": pct(inclusive)}
+    return {"busy_samples": total, "idle_samples": idle, "self_pct": pct(own), "inclusive_pct": pct(inclusive)}

@@ -63,6 +63,34 @@ def summarize(
     return run
 
 
+def phases(results: list[Result], database_url: str) -> dict:
+    """Where a platform stream's TTFT goes, from the job rows' timestamps (same host clock): request in ->
+    job created (auth, validation, job open), created -> assigned (Celery dispatch), assigned -> first token
+    recorded by the worker socket, and that token -> the client (channel layer, SSE)."""
+    import psycopg
+
+    by_id = {next(iter(r.ids)): r for r in results if r.ok and r.first_at and len(r.ids) == 1}
+    if not by_id:
+        return {}
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT public_id, extract(epoch FROM created_at), extract(epoch FROM assigned_at), "
+            "extract(epoch FROM first_token_at) FROM inference_job WHERE public_id = ANY(%s)",
+            (list(by_id),),
+        ).fetchall()
+    spans: dict[str, list[float]] = {"open": [], "dispatch": [], "worker": [], "relay": []}
+    for public_id, created, assigned, first in rows:
+        if None in (created, assigned, first):
+            continue
+        result = by_id[public_id]
+        created, assigned, first = float(created), float(assigned), float(first)
+        spans["open"].append(created - result.sent_at)
+        spans["dispatch"].append(assigned - created)
+        spans["worker"].append(first - assigned)
+        spans["relay"].append(result.first_at - first)
+    return {name: _ms(values) for name, values in spans.items()}
+
+
 def _find(runs: list[dict], **match) -> dict | None:
     return next((r for r in runs if all(r.get(k) == v for k, v in match.items())), None)
 

@@ -44,6 +44,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the server and Celery, e.g. DB_POOL_MAX_SIZE=16")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.concurrency = args.concurrency or [1, 2]
@@ -59,7 +61,7 @@ def _pids(processes) -> list[int]:
     return [p.popen.pid for p in processes]
 
 
-async def _measure(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups) -> dict:
+async def _measure(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups, db=None) -> dict:
     before = {name: topology.cpu_seconds(pids) for name, pids in cpu_groups.items()}
     results, wall = await drive(target, concurrency=concurrency, requests=requests, stream=mode == "stream",
                                 max_tokens=max_tokens)  # fmt: skip
@@ -68,12 +70,14 @@ async def _measure(target: Target, *, engine, concurrency, mode, requests, max_t
     run = report.summarize(
         results, wall, engine=engine, target=target.name, concurrency=concurrency, mode=mode, cpu=cpu
     )
+    if db and target.name == "platform" and mode == "stream":
+        run["ttft_phases_ms"] = report.phases(results, db)
     print(
         f"  {engine:9} {target.name:8} c={concurrency:<3} {mode:6} n={run['requests']:<4} err={run['errors']} "
         f"xtalk={run['cross_talk']} ttft50={run.get('ttft_ms', {}).get('p50')} "
         f"itl50={run.get('itl_ms', {}).get('p50')} "
         f"e2e50={run['e2e_ms']['p50']} tok/s={run['output_tokens_per_s']} req/s={run['requests_per_s']} "
-        f"cpu/1k={run['cpu_s_per_1k_tokens']}",
+        f"cpu/1k={run['cpu_s_per_1k_tokens']} phases={json.dumps(run.get('ttft_phases_ms', {}))}",
         flush=True,
     )
     return run
@@ -109,14 +113,14 @@ async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
                     spy.append((name, path, profile.record(proc.popen.pid, path, duration=duration)))
             out["runs"].append(await _measure(target, engine="scripted", concurrency=c, mode="stream",
                                               requests=c * args.rounds, max_tokens=args.tokens,
-                                              cpu_groups=groups[target.name]))  # fmt: skip
+                                              cpu_groups=groups[target.name], db=args.database_url))  # fmt: skip
             for name, path, popen in spy:
                 if popen is not None:
                     popen.wait(60)
                     out.setdefault("profile", {})[name] = profile.summarize(path)
         for target in (direct, platform):
             out["runs"].append(await _measure(target, engine="scripted", concurrency=c, mode="short",
-                                              requests=max(c * args.rounds * 2, 8), max_tokens=1,
+                                              requests=max(c * 2, 16), max_tokens=1,
                                               cpu_groups=groups[target.name]))  # fmt: skip
     topo.remove(workers + directs)
 
@@ -148,13 +152,14 @@ async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
         for target in (direct, platform):
             out["runs"].append(await _measure(target, engine="llama-cpp", concurrency=c, mode="stream",
                                               requests=max(args.llama_requests, c), max_tokens=args.llama_tokens,
-                                              cpu_groups=groups[target.name]))  # fmt: skip
+                                              cpu_groups=groups[target.name], db=args.database_url))  # fmt: skip
     topo.remove(workers + [direct_proc])
 
 
 async def main_async(args) -> dict:
     tag = uuid.uuid4().hex[:8]
     env = topology.platform_env(database_url=args.database_url, redis_url=args.redis_url, tag=tag)
+    env.update(item.split("=", 1) for item in args.env)
     os.environ.update({k: v for k, v in env.items() if k not in ("DATABASE_URL", "REDIS_URL")})
     out = {
         "name": args.name,
@@ -168,6 +173,7 @@ async def main_async(args) -> dict:
             "quick": args.quick,
             "celery": "threads pool, concurrency 8, prefetch 1, acks late, no result backend",
             "database": args.database_url.rsplit("/", 1)[-1],
+            "env": args.env,
         },  # fmt: skip
         "runs": [],
     }

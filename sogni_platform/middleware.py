@@ -1,8 +1,8 @@
 """Request id, access log, request metrics and rate-limit headers for every HTTP response; and the
 404/500 handlers that keep errors under /v1/ OpenAI-shaped.
 
-Sync- and async-capable. It runs async only when everything below it is async-capable; WhiteNoise
-6 is sync-only, so today Django runs this chain in a thread under daphne too.
+Sync- and async-capable. It runs async only when everything below it is async-capable (it is since
+static files moved from WhiteNoise's sync-only middleware to ASGIStaticFilesHandler in asgi.py).
 """
 
 import logging

@@ -57,7 +57,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "sogni_platform.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -96,6 +95,14 @@ if EMBEDDED:
 else:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
     DATABASES["default"].setdefault("OPTIONS", {})
+    # A psycopg pool per process: a request's or task's thread borrows a connection instead of opening one
+    # (README "Benchmarks"). Off by default; incompatible with DB_CONN_MAX_AGE > 0.
+    if env_int("DB_POOL_MAX_SIZE", 0):
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+            "max_size": env_int("DB_POOL_MAX_SIZE", 0),
+            "timeout": float(env_str("DB_POOL_TIMEOUT", "30")),
+        }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -116,10 +123,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-# Static files are served from the apps by WhiteNoise; STATIC_ROOT only for `collectstatic` in production.
+# Static files are served from the apps by Django's ASGIStaticFilesHandler (sogni_platform/asgi.py), which keeps
+# the middleware chain async; STATIC_ROOT only for `collectstatic` in production.
 STATIC_ROOT = env_str("STATIC_ROOT")
-WHITENOISE_USE_FINDERS = True
-WHITENOISE_AUTOREFRESH = DEBUG
 
 # Channel layer: Redis pub/sub when REDIS_URL is set, else in-memory (one process only).
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "sogni")
