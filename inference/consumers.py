@@ -215,7 +215,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             await self._drop(frame)
             return
         code, message = frame["code"], frame["message"] or f"The worker reported {frame['code']}."
-        if frame["retryable"] and not job.frames:
+        if frame["retryable"] and not job.frames and code != "cancelled" and not job.cancel_sent:
             await database_sync_to_async(job_requeue)(
                 job_id=frame["job_id"], channel_name=self.channel_name, reason=f"{code}: {message}"
             )
