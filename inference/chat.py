@@ -113,7 +113,6 @@ class ChatSession:
         )
         self.user_id = job.user_id
         self.ratelimit_state = ratelimit_state  # for the middleware's x-ratelimit-* headers
-        self.worker_channel: str | None = None
         self.ended = False
         self.used_tokens = 0
 
@@ -152,11 +151,9 @@ class ChatSession:
                 continue
             kind = message["type"]
             if kind == relay.REPLY_ASSIGNED:
-                deadline = None
-                self.worker_channel = message["worker_channel"]
+                deadline = None  # a worker has it: the queue timeout no longer applies
             elif kind == relay.REPLY_REQUEUED:
                 deadline = loop.time() + settings.JOB_QUEUE_TIMEOUT
-                self.worker_channel = None
             elif kind in (relay.REPLY_DONE, relay.REPLY_ERROR):
                 self.ended = True
             yield message
@@ -219,8 +216,8 @@ class ChatSession:
         try:
             if not self.ended:
                 self.ended = True
-                # The worker's channel came with job.assigned; without it the job may still be queued.
-                worker_channel = self.worker_channel or await _db(job_cancel)(job_id=self.job_id)
+                # The database, not job.assigned, says where the job is: it may have been requeued.
+                worker_channel = await _db(job_cancel)(job_id=self.job_id)
                 if worker_channel:
                     await get_channel_layer().send(
                         worker_channel, {"type": relay.WORKER_JOB_CANCEL, "job_id": self.job_id}
