@@ -45,7 +45,9 @@ def _db(function):
         try:
             return function(*args, **kwargs)
         finally:
-            connections.close_all()
+            for connection in connections.all(initialized_only=True):
+                if not connection.in_atomic_block:  # a caller's transaction (a test's) keeps its connection
+                    connection.close()
 
     return sync_to_async(call)
 
