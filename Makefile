@@ -47,7 +47,8 @@ test: install browser
 
 # Benchmarks (README "Benchmarks"): the platform against the engine alone; BENCH_ARGS=--quick for a smoke run.
 bench: install
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --server uvicorn $(BENCH_ARGS)
+	$(BIN)/python -m bench.run --server daphne --no-llama $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data

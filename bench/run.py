@@ -32,12 +32,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None)
     parser.add_argument("--rounds", type=int, default=4, help="streams per concurrent client (default 4)")
+    parser.add_argument("--worker-slots", type=int, default=8, help="slots per scripted sogni-worker (default 8)")
     parser.add_argument("--rate", type=float, default=50.0, help="scripted tokens/s (default 50)")
     parser.add_argument("--tokens", type=int, default=64, help="scripted tokens per reply (default 64)")
     parser.add_argument("--no-llama", action="store_true", help="skip the real-engine runs")
     parser.add_argument("--llama-concurrency", type=int, nargs="+", default=[1])
     parser.add_argument("--llama-requests", type=int, default=6)
     parser.add_argument("--llama-tokens", type=int, default=64)
+    parser.add_argument("--llama-threads", type=int, default=1,
+                        help="llama.cpp threads (default 1: one core stays for the platform)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="py-spy the server and Celery at concurrency 32")
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sogni_bench")
@@ -85,16 +88,20 @@ async def _measure(target: Target, *, engine, concurrency, mode, requests, max_t
 
 async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
     top = max(args.concurrency)
-    slots = min(topology.MAX_SLOTS, 32 if top > 32 else max(top, 1))
+    slots = min(topology.MAX_SLOTS, args.worker_slots, top)
     count = max(1, math.ceil(top / slots))
     engine = {"slots": slots, "rate": args.rate, "tokens": args.tokens, "threads": 1}
     workers = topology.start_workers(url=server.extra["url"], key=keys["operator_key"], engine="scripted",
                                      model=topology.SCRIPTED_MODEL, count=count, **engine)  # fmt: skip
     topo.add(*workers)
-    directs = [topology.start_direct("scripted", **engine) for _ in range(count)]
+    # The engine alone: one asyncio server carries up to 64 streams (its slot ceiling).
+    direct_slots = min(topology.MAX_SLOTS, top)
+    directs = [topology.start_direct("scripted", **{**engine, "slots": direct_slots})
+               for _ in range(math.ceil(top / direct_slots))]  # fmt: skip
     topo.add(*directs)
     topology.wait_models_online(server.extra["url"], keys["client_key"], topology.SCRIPTED_MODEL, workers, count)
-    out["config"]["scripted"] = {**engine, "workers": count, "direct_servers": count, "model": topology.SCRIPTED_MODEL}
+    out["config"]["scripted"] = {**engine, "workers": count, "direct_servers": len(directs),
+                                 "direct_slots": direct_slots, "model": topology.SCRIPTED_MODEL}  # fmt: skip
     platform = Target("platform", [server.extra["url"]], topology.SCRIPTED_MODEL, keys["client_key"])
     direct = Target("direct", [d.extra["url"] for d in directs], "direct-scripted")
     groups = {
@@ -126,7 +133,7 @@ async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
 
 
 async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
-    engine = {"slots": 1, "rate": 0, "tokens": 1, "threads": 2}
+    engine = {"slots": 1, "rate": 0, "tokens": 1, "threads": args.llama_threads}
     workers = topology.start_workers(url=server.extra["url"], key=keys["operator_key"], engine="llama-cpp",
                                      model=topology.LLAMA_MODEL, count=1, **engine)  # fmt: skip
     topo.add(*workers)

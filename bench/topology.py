@@ -49,6 +49,7 @@ def platform_env(*, database_url: str, redis_url: str, tag: str) -> dict[str, st
         "CELERY_QUEUE": f"bench-{tag}",
         "CHANNEL_LAYER_PREFIX": f"bench-{tag}",
         "DJANGO_DEBUG": "0",
+        "DB_POOL_MAX_SIZE": "16",  # the production recommendation (README "Benchmarks"); --env DB_POOL_MAX_SIZE=0: off
         "PYTHONUNBUFFERED": "1",
         "DJANGO_SETTINGS_MODULE": "sogni_platform.settings",
     }
@@ -86,7 +87,8 @@ def start_server(env: dict[str, str], *, server: str) -> Process:
         args = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", "/dev/null"]
     else:
         args = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
-                "--no-access-log", "--log-level", "warning", "--ws", "websockets-sansio"]  # fmt: skip
+                "--no-access-log", "--log-level", "warning", "--ws", "websockets-sansio", "--loop", "uvloop",
+                "--http", "httptools"]  # fmt: skip
     process = start_process(server, [*args, "sogni_platform.asgi:application"], env)
     process.extra["url"] = f"http://127.0.0.1:{port}"
     _wait_http(process, f"{process.extra['url']}/healthz")
