@@ -1,7 +1,7 @@
 """The worker socket, /ws/worker/: plumbing between a worker program and the platform.
 
 Frames are checked by inference.protocol; registry and job state change only through services
-(run via database_sync_to_async). Deltas are relayed straight to the waiting request's reply
+(run in pool threads via _db). Deltas are relayed straight to the waiting request's reply
 channel: one channel-layer message per frame, no database write per token.
 """
 
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -52,6 +52,12 @@ class HeldJob:
     cancel_sent: bool = False
 
 
+def _db(function):
+    """ORM off the event loop, in a pool thread: every connection's database work in this process
+    would otherwise queue on one shared thread (nothing here relies on thread affinity)."""
+    return DatabaseSyncToAsync(function, thread_sensitive=False)
+
+
 def _authenticate(scope):
     return api_key_authenticate(api_key_from_headers(scope_headers(scope)))
 
@@ -68,7 +74,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.limiter = RateLimiter(settings.WORKER_MAX_MESSAGES_PER_SECOND, now=self.last_frame)
         self.background: set[asyncio.Task] = set()
         self.watchdog: asyncio.Task | None = None
-        api_key = await database_sync_to_async(_authenticate)(self.scope)
+        api_key = await _db(_authenticate)(self.scope)
         await self.accept()
         if api_key is None:
             logger.warning("worker socket from %s refused: invalid or disabled API key", self._peer())
@@ -86,9 +92,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if self.background:
             await asyncio.wait(self.background)
         delivered = {job_id: job.tokens for job_id, job in self.jobs.items() if job.frames}
-        await database_sync_to_async(worker_disconnect)(
-            worker_id=self.worker_id, channel_name=self.channel_name, delivered=delivered
-        )
+        await _db(worker_disconnect)(worker_id=self.worker_id, channel_name=self.channel_name, delivered=delivered)
         self.jobs.clear()
 
     async def dispatch(self, message):
@@ -134,7 +138,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
 
     async def on_hello(self, frame: dict) -> None:
         try:
-            registration = await database_sync_to_async(worker_register)(
+            registration = await _db(worker_register)(
                 owner=self.owner,
                 name=frame["worker_name"],
                 model_ids=frame["models"],
@@ -165,13 +169,13 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if now - self.heartbeat_written < settings.WORKER_HEARTBEAT_SECONDS / 2:
             return  # the database needs at most one write per interval
         self.heartbeat_written = now
-        held = await database_sync_to_async(worker_heartbeat)(worker_id=self.worker_id, channel_name=self.channel_name)
+        held = await _db(worker_heartbeat)(worker_id=self.worker_id, channel_name=self.channel_name)
         if not held:
             logger.warning("worker %s: connection no longer holds the worker, closing", self.worker_id)
             await self._close(protocol.CLOSE_PROTOCOL_VIOLATION, "connection superseded")
 
     async def on_draining(self, frame: dict) -> None:
-        await database_sync_to_async(worker_set_draining)(worker_id=self.worker_id, channel_name=self.channel_name)
+        await _db(worker_set_draining)(worker_id=self.worker_id, channel_name=self.channel_name)
 
     async def on_delta(self, frame: dict) -> None:
         job = self.jobs.get(frame["job_id"])
@@ -188,7 +192,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if job.first_token_at is None:
             job.first_token_at = timezone.now()
             self._in_background(
-                database_sync_to_async(job_mark_running)(
+                _db(job_mark_running)(
                     job_id=frame["job_id"], channel_name=self.channel_name, first_token_at=job.first_token_at
                 )
             )
@@ -198,7 +202,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if job is None:
             await self._drop(frame)
             return
-        await database_sync_to_async(job_finish)(
+        await _db(job_finish)(
             job_id=frame["job_id"],
             channel_name=self.channel_name,
             finish_reason=frame["finish_reason"],
@@ -216,11 +220,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             return
         code, message = frame["code"], frame["message"] or f"The worker reported {frame['code']}."
         if frame["retryable"] and not job.frames and code != "cancelled" and not job.cancel_sent:
-            await database_sync_to_async(job_requeue)(
-                job_id=frame["job_id"], channel_name=self.channel_name, reason=f"{code}: {message}"
-            )
+            await _db(job_requeue)(job_id=frame["job_id"], channel_name=self.channel_name, reason=f"{code}: {message}")
             return
-        await database_sync_to_async(job_fail)(
+        await _db(job_fail)(
             job_id=frame["job_id"],
             channel_name=self.channel_name,
             code=code,
