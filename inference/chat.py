@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections, transaction
 
+from billing.services import job_hold
 from inference import relay
 from inference.models import Job, LlmModel
 from inference.openai.requests import ChatRequest
@@ -84,8 +85,8 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
     prompt_tokens_estimate = chat.estimate_prompt_tokens(context_window=model.context_window)
     # Tokens per minute are checked against the worst case; the session records what was used.
     ratelimit_state = ratelimit_check_request(api_key=api_key, tokens=prompt_tokens_estimate + max_tokens)
+    token_type = chat.token_type if chat.token_type_explicit else (api_key.user.default_token_type or "auto")
     with transaction.atomic():
-        # Billing's hold (issue 5) belongs in this transaction, before the job is created.
         job = job_create(
             user=api_key.user,
             model=model,
@@ -94,8 +95,18 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             stream=chat.stream,
             max_tokens=max_tokens,
             prompt_tokens_estimate=prompt_tokens_estimate,
-            token_type=chat.token_type,
+            token_type=token_type,
             reply_channel=reply_channel,
+        )
+        # The worst case is held before dispatch (which waits for the commit): InsufficientBalance
+        # (402) rolls the job back with it, so nothing is dispatched. Billing's job_id is str(job.id).
+        job_hold(
+            user=api_key.user,
+            job_id=str(job.id),
+            model=model,
+            prompt_tokens=prompt_tokens_estimate,
+            max_tokens=max_tokens,
+            token_type=token_type,
         )
     return job, model, ratelimit_state
 
@@ -169,6 +180,7 @@ class ChatSession:
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
             reasoning_tokens=usage["reasoning_tokens"],
+            cost=message.get("cost"),
         )
 
     async def stream(self) -> AsyncIterator[bytes]:

@@ -1,7 +1,7 @@
 """A job's life after the request is accepted: create, run, and the one place it ends.
 
 Every end of a job (completed, failed, cancelled, expired in the queue) goes through `_job_end`,
-in the transaction that changes its status: that is where charging plugs in (issue 5).
+in the transaction that changes its status, and settles or releases the job's billing hold there.
 """
 
 import logging
@@ -13,6 +13,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing.models import Hold
+from billing.services import HoldNotFound, job_release, job_settle
 from inference.models import Job, LlmModel, Worker
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
 from inference.services.dispatch import dispatch_next_on_commit
@@ -56,7 +58,9 @@ def job_create(
 def job_mark_running(*, job_id: JobId, channel_name: str, first_token_at: datetime) -> None:
     """The first token was relayed. Conditional, so a late write never undoes the job's end."""
     Job.objects.filter(id=job_id, worker_channel=channel_name, status=Job.Status.ASSIGNED).update(
-        status=Job.Status.RUNNING, first_token_at=first_token_at
+        status=Job.Status.RUNNING,
+        first_token_at=first_token_at,
+        lease_expires_at=first_token_at + timedelta(seconds=settings.JOB_LEASE_SECONDS),
     )
 
 
@@ -77,14 +81,53 @@ def _free_slot(job: Job) -> None:
             dispatch_next_on_commit(job.model_id)
 
 
-def _job_end(job: Job, *, status: str, **fields) -> None:
-    """The one place a job ends, in the caller's transaction. Billing settles or releases here."""
+def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
+    """The one place a job ends, in the caller's transaction: billing settles or releases its hold."""
     _free_slot(job)
     job.status = status
     job.finished_at = timezone.now()
     for name, value in fields.items():
         setattr(job, name, value)
     job.save()
+    return _job_bill(job)
+
+
+def _job_bill(job: Job) -> Hold | None:
+    """Settle the hold (billing's job_id is str(job.id)) for the tokens the client got, or release it.
+
+    Completed: prompt + completion, the worker's owner earns its share. Cancelled by the client after
+    tokens were delivered: the delivered completion tokens, the owner earns its share of them.
+    Failed after delivery (the worker broke off): the delivered completion tokens, the owner earns
+    nothing. The prompt of an unfinished job is not charged: only the worker's final usage counts it,
+    and an estimate is not charged. Nothing delivered: the hold is released in full.
+    """
+    job_id = str(job.id)
+    completion_tokens = min(job.completion_tokens, job.max_tokens)
+    try:
+        if job.status == Job.Status.COMPLETED or completion_tokens > 0:
+            completed = job.status == Job.Status.COMPLETED
+            earns = job.worker_id is not None and job.status in (Job.Status.COMPLETED, Job.Status.CANCELLED)
+            return job_settle(
+                job_id=job_id,
+                prompt_tokens=job.prompt_tokens if completed else 0,
+                completion_tokens=completion_tokens,
+                worker_owner=job.worker.owner if earns else None,
+            )
+        return job_release(job_id=job_id)
+    except HoldNotFound:
+        logger.warning("job %s ended without a hold: nothing to settle", job_id)
+        return None
+
+
+def _cost(hold: Hold | None) -> dict | None:
+    """usage.cost of a settled hold, as exact decimal strings."""
+    if hold is None:
+        return None
+    return {
+        "token_type": hold.wallet.token_type,
+        "amount": f"{hold.charged.normalize():f}",
+        "usd": f"{hold.usd_charged.normalize():f}",
+    }
 
 
 def job_finish(
@@ -105,8 +148,11 @@ def job_finish(
         job = _locked(job_id, channel_name=channel_name, statuses=Job.ACTIVE)
         if job is None:
             return None
+        # Never bill more prompt than fits the model, nor more than the bound the hold was taken for.
         prompt_tokens = min(prompt_tokens, job.model.context_window)
-        _job_end(
+        if job.prompt_tokens_estimate > 0:
+            prompt_tokens = min(prompt_tokens, job.prompt_tokens_estimate)
+        hold = _job_end(
             job,
             status=Job.Status.COMPLETED,
             finish_reason=finish_reason,
@@ -121,7 +167,8 @@ def job_finish(
             "total_tokens": job.prompt_tokens + job.completion_tokens,
             "reasoning_tokens": job.reasoning_tokens,
         }
-        send_on_commit(job.reply_channel, {"type": REPLY_DONE, "finish_reason": finish_reason, "usage": usage})
+        done = {"type": REPLY_DONE, "finish_reason": finish_reason, "usage": usage, "cost": _cost(hold)}
+        send_on_commit(job.reply_channel, done)
     return job
 
 
