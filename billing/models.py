@@ -57,6 +57,7 @@ class LedgerEntry(models.Model):
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Adjustment"
         CHARGEBACK = "chargeback", "Chargeback"
+        ESCROW_RELEASE = "escrow_release", "Escrow release"
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -77,9 +77,34 @@ def token_type_requested(*, body_value: object, header_value: str | None, user: 
     return user.default_token_type or TokenTypePreference.AUTO
 
 
+ESCROW_KINDS = (LedgerEntry.Kind.REWARD, LedgerEntry.Kind.ESCROW_RELEASE)
+
+
+def wallet_escrowed(*, wallet: Wallet) -> Decimal:
+    """Worker rewards credited to `wallet` but held in escrow (part of `held`, not available)."""
+    total = LedgerEntry.objects.filter(wallet=wallet, kind__in=ESCROW_KINDS).aggregate(t=Sum("held_change"))["t"]
+    return (total or ZERO).quantize(QUANTUM)
+
+
+def escrow_wallet_ids() -> list[int]:
+    """Wallets with rewards still in escrow."""
+    rows = (
+        LedgerEntry.objects.filter(kind__in=ESCROW_KINDS)
+        .values("wallet_id")
+        .annotate(t=Sum("held_change"))
+        .filter(t__gt=0)
+    )
+    return [row["wallet_id"] for row in rows]
+
+
 def ledger_invariant_violations() -> list[str]:
-    """Every wallet: its ledger sums to its balance and held amount, held equals its open holds, nothing negative."""
+    """Every wallet: its ledger sums to its balance and held amount, held equals its open holds plus its
+    escrowed rewards, nothing negative."""
     problems = []
+    escrowed = {
+        row["wallet_id"]: row["t"] or ZERO
+        for row in LedgerEntry.objects.filter(kind__in=ESCROW_KINDS).values("wallet_id").annotate(t=Sum("held_change"))
+    }
     entry_sums = {
         row["wallet_id"]: row
         for row in LedgerEntry.objects.values("wallet_id").annotate(amount=Sum("amount"), held=Sum("held_change"))
@@ -97,8 +122,9 @@ def ledger_invariant_violations() -> list[str]:
             problems.append(f"wallet {wallet.pk}: ledger sums to {sums['amount']}, balance is {wallet.balance}")
         if sums["held"] != wallet.held:
             problems.append(f"wallet {wallet.pk}: ledger holds sum to {sums['held']}, held is {wallet.held}")
-        if open_holds.get(wallet.pk, ZERO).quantize(QUANTUM) != wallet.held:
-            problems.append(f"wallet {wallet.pk}: open holds sum to {open_holds.get(wallet.pk)}, held is {wallet.held}")
+        reserved = open_holds.get(wallet.pk, ZERO) + escrowed.get(wallet.pk, ZERO)
+        if reserved.quantize(QUANTUM) != wallet.held:
+            problems.append(f"wallet {wallet.pk}: open holds and escrow sum to {reserved}, held is {wallet.held}")
         if wallet.held < 0 or wallet.balance < wallet.held:
             problems.append(f"wallet {wallet.pk}: balance {wallet.balance}, held {wallet.held}")
     last = {}

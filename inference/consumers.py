@@ -34,6 +34,8 @@ from inference.services import (
     worker_register,
     worker_set_draining,
 )
+from inference.services.leases import job_lease_renew, jobs_lease_renew, reliability_sweep
+from inference.services.trust import job_outcome_record, worker_fault_record
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class HeldJob:
     frames: int = 0
     first_token_at: datetime | None = None
     cancel_sent: bool = False
+    lease_renewed: float = 0.0  # monotonic time of the last lease write for this job
 
 
 def _db(function):
@@ -60,6 +63,24 @@ def _db(function):
 
 def _authenticate(scope):
     return api_key_authenticate(api_key_from_headers(scope_headers(scope)))
+
+
+_last_reap = 0.0
+
+
+async def _reap_embedded() -> None:
+    """Embedded mode (eager Celery, no beat, in-memory channel layer): the lease reaper runs here, in
+    the server process whose channel layer reaches the workers, at most every JOB_REAPER_SECONDS.
+    Jobs only run while a worker is connected, so a worker's watchdog is always there to run it."""
+    global _last_reap
+    now = time.monotonic()
+    if now - _last_reap < settings.JOB_REAPER_SECONDS:
+        return
+    _last_reap = now
+    try:
+        await _db(reliability_sweep)()
+    except Exception:
+        logger.exception("embedded lease reaper failed")
 
 
 class WorkerConsumer(AsyncWebsocketConsumer):
@@ -93,6 +114,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             await asyncio.wait(self.background)
         delivered = {job_id: job.tokens for job_id, job in self.jobs.items() if job.frames}
         await _db(worker_disconnect)(worker_id=self.worker_id, channel_name=self.channel_name, delivered=delivered)
+        for _ in self.jobs:  # each job it held when it went away counts against the worker
+            await _db(worker_fault_record)(worker_id=self.worker_id, kind="aborted")
         self.jobs.clear()
 
     async def dispatch(self, message):
@@ -170,6 +193,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             return  # the database needs at most one write per interval
         self.heartbeat_written = now
         held = await _db(worker_heartbeat)(worker_id=self.worker_id, channel_name=self.channel_name)
+        running = [job_id for job_id in frame["running"] if job_id in self.jobs]
+        if held and running:
+            await _db(jobs_lease_renew)(job_ids=running, channel_name=self.channel_name)
         if not held:
             logger.warning("worker %s: connection no longer holds the worker, closing", self.worker_id)
             await self._close(protocol.CLOSE_PROTOCOL_VIOLATION, "connection superseded")
@@ -191,9 +217,18 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.send(job.reply_channel, message)
         if job.first_token_at is None:
             job.first_token_at = timezone.now()
+            job.lease_renewed = time.monotonic()
             self._in_background(
                 _db(job_mark_running)(
                     job_id=frame["job_id"], channel_name=self.channel_name, first_token_at=job.first_token_at
+                )
+            )
+        elif self.last_frame - job.lease_renewed > settings.JOB_LEASE_SECONDS / 3:
+            # At most one write per third of a lease: the lease, and the tokens delivered so far.
+            job.lease_renewed = self.last_frame
+            self._in_background(
+                _db(job_lease_renew)(
+                    job_id=frame["job_id"], channel_name=self.channel_name, delivered_tokens=job.tokens
                 )
             )
 
@@ -202,7 +237,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if job is None:
             await self._drop(frame)
             return
-        await _db(job_finish)(
+        ended = await _db(job_finish)(
             job_id=frame["job_id"],
             channel_name=self.channel_name,
             finish_reason=frame["finish_reason"],
@@ -212,6 +247,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             reasoning_tokens=frame["reasoning_tokens"],
             first_token_at=job.first_token_at,
         )
+        self._in_background(_db(job_outcome_record)(job=ended))
 
     async def on_error(self, frame: dict) -> None:
         job = self.jobs.pop(frame["job_id"], None)
@@ -221,8 +257,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         code, message = frame["code"], frame["message"] or f"The worker reported {frame['code']}."
         if frame["retryable"] and not job.frames and code != "cancelled" and not job.cancel_sent:
             await _db(job_requeue)(job_id=frame["job_id"], channel_name=self.channel_name, reason=f"{code}: {message}")
+            self._in_background(_db(worker_fault_record)(worker_id=self.worker_id, kind="failed"))
             return
-        await _db(job_fail)(
+        ended = await _db(job_fail)(
             job_id=frame["job_id"],
             channel_name=self.channel_name,
             code=code,
@@ -231,6 +268,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             completion_tokens=job.tokens,
             first_token_at=job.first_token_at,
         )
+        self._in_background(_db(job_outcome_record)(job=ended))
 
     # Platform → worker (channel-layer messages addressed to this connection).
 
@@ -250,6 +288,12 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         job = self.jobs.get(event["job_id"])
         if job is not None and not job.cancel_sent and not self.closing:
             job.cancel_sent = True
+            await self.send_frame({"type": "cancel", "job_id": event["job_id"]})
+
+    async def job_revoke(self, event: dict) -> None:
+        """The reaper took the job back (lease lapsed, or too long): relay nothing more of it."""
+        job = self.jobs.pop(event["job_id"], None)
+        if job is not None and not self.closing:
             await self.send_frame({"type": "cancel", "job_id": event["job_id"]})
 
     async def worker_kick(self, event: dict) -> None:
@@ -288,6 +332,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         """Close a connection that never says hello, or goes silent for three heartbeat intervals."""
         hello_deadline = time.monotonic() + settings.WORKER_HELLO_TIMEOUT
         while not self.closing:
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                await _reap_embedded()
             if self.worker_id is None:
                 wait = hello_deadline - time.monotonic()
                 if wait <= 0:
@@ -300,7 +346,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                     logger.warning("worker %s: silent for 3 heartbeat intervals, closing", self.worker_id)
                     await self._close(protocol.CLOSE_HEARTBEAT_TIMEOUT, "heartbeat missed")
                     return
-            await asyncio.sleep(min(max(wait, 0.05), settings.WORKER_HEARTBEAT_SECONDS))
+            await asyncio.sleep(min(max(wait, 0.05), settings.WORKER_HEARTBEAT_SECONDS, settings.JOB_REAPER_SECONDS))
 
     def _peer(self) -> str:
         client = self.scope.get("client") or ("?", 0)

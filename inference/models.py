@@ -60,6 +60,17 @@ class Worker(models.Model):
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     last_assigned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Trust statistics, updated at each job end with F() expressions (inference.services.trust).
+    jobs_completed = models.PositiveIntegerField(default=0)
+    jobs_failed = models.PositiveIntegerField(default=0)
+    jobs_aborted = models.PositiveIntegerField(default=0)
+    ttft_ms_total = models.BigIntegerField(default=0)
+    tokens_generated = models.BigIntegerField(default=0)
+    generation_ms_total = models.BigIntegerField(default=0)
+    faults_window_start = models.DateTimeField(null=True, blank=True)
+    faults_in_window = models.PositiveIntegerField(default=0)
+    paused_until = models.DateTimeField(null=True, blank=True)
+    flagged_reason = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["owner_id", "name"]
@@ -108,6 +119,8 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     assigned_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
+    # Renewed by the worker's heartbeats and deltas while assigned or running; the reaper acts on expiry.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     finish_reason = models.CharField(max_length=16, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
@@ -122,6 +135,7 @@ class Job(models.Model):
             models.Index(fields=["model", "status", "created_at"], name="inference_job_model_queue"),
             models.Index(fields=["worker_channel", "status"], name="inference_job_connection"),
             models.Index(fields=["user", "created_at"], name="inference_job_user_recent"),
+            models.Index(fields=["status", "lease_expires_at"], name="inference_job_lease"),
         ]
 
     def __str__(self) -> str:

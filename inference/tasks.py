@@ -22,3 +22,19 @@ def reap_stale_task() -> None:
 
     workers_reap_stale()
     jobs_expire_abandoned()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reap_leases_task() -> None:
+    """Periodic (Celery beat, JOB_REAPER_SECONDS): lapsed job leases, over-long jobs, orphaned holds."""
+    from inference.services.leases import reliability_sweep
+
+    reliability_sweep()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def release_escrow_task() -> None:
+    """Periodic (Celery beat): worker earnings whose probation ended become available."""
+    from billing.services import escrow_release_due
+
+    escrow_release_due()

@@ -168,6 +168,21 @@ WORKER_MAX_MESSAGE_BYTES = env_int("WORKER_MAX_MESSAGE_BYTES", 64 * 1024)
 WORKER_MAX_MESSAGES_PER_SECOND = env_int("WORKER_MAX_MESSAGES_PER_SECOND", 2000)
 CELERY_BEAT_SCHEDULE["inference-reap-stale"] = {"task": "inference.tasks.reap_stale_task", "schedule": 30.0}
 
+# Reliability: leases, earnings escrow, worker trust (README "Reliability: leases, faults, earnings and trust").
+JOB_LEASE_SECONDS = float(env_str("JOB_LEASE_SECONDS", "15"))
+JOB_MAX_DURATION_SECONDS = float(env_str("JOB_MAX_DURATION_SECONDS", "600"))
+JOB_REAPER_SECONDS = float(env_str("JOB_REAPER_SECONDS", "5"))
+HOLD_ORPHAN_GRACE_SECONDS = float(env_str("HOLD_ORPHAN_GRACE_SECONDS", "120"))
+WORKER_PROBATION_DAYS = float(env_str("WORKER_PROBATION_DAYS", "7"))
+WORKER_MAX_FAILURES_PER_HOUR = env_int("WORKER_MAX_FAILURES_PER_HOUR", 5)
+WORKER_PAUSE_SECONDS = float(env_str("WORKER_PAUSE_SECONDS", "3600"))
+WORKER_MAX_PLAUSIBLE_TPS = float(env_str("WORKER_MAX_PLAUSIBLE_TPS", "2000"))
+CELERY_BEAT_SCHEDULE["inference-reap-leases"] = {
+    "task": "inference.tasks.reap_leases_task",
+    "schedule": JOB_REAPER_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["billing-release-escrow"] = {"task": "inference.tasks.release_escrow_task", "schedule": 300.0}
+
 # Billing (README "Wallets and billing"). Stripe is optional: without keys top-ups are off.
 STARTER_GRANT_SPARK = Decimal(env_str("STARTER_GRANT_SPARK", "100"))
 DAILY_BONUS_SPARK = Decimal(env_str("DAILY_BONUS_SPARK", "50"))

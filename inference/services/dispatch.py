@@ -6,20 +6,24 @@ a worker connecting) dispatches the oldest queued jobs of that model.
 
 import logging
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from inference.models import Job, Worker
 from inference.relay import WORKER_JOB_ASSIGN, send_on_commit
 from inference.selectors import worker_fresh_since
+from inference.services.trust import not_paused
 
 logger = logging.getLogger(__name__)
 
 
 def _candidates(*, model_id: str):
     return Worker.objects.filter(
+        not_paused(),
         status=Worker.Status.ONLINE,
         served_models=model_id,
         in_flight__lt=F("slots"),
@@ -27,12 +31,28 @@ def _candidates(*, model_id: str):
     )
 
 
+# Healthy and fast first: unflagged, then the failure rate in tenths, then load, then measured speed.
+_FAULTS = F("jobs_failed") + F("jobs_aborted")
+_FAILURE_TENTHS = _FAULTS * 10 / (F("jobs_completed") + _FAULTS + 1)
+_TOKENS_PER_SECOND = F("tokens_generated") * 1000 / (F("generation_ms_total") + 1)
+_FLAGGED = Case(When(flagged_reason="", then=Value(0)), default=Value(1))
+
+
 def _assign(job: Job) -> bool:
     """Inside a transaction holding the job's row lock: claim a worker slot for it."""
     worker = (
         _candidates(model_id=job.model_id)
         .select_for_update(skip_locked=True, of=("self",))
-        .order_by("in_flight", "-slots", F("last_assigned_at").asc(nulls_first=True), "id")
+        .alias(flagged=_FLAGGED, failure_tenths=_FAILURE_TENTHS, speed=_TOKENS_PER_SECOND)
+        .order_by(
+            "flagged",
+            "failure_tenths",
+            "in_flight",
+            "-speed",
+            "-slots",
+            F("last_assigned_at").asc(nulls_first=True),
+            "id",
+        )
         .first()
     )
     if worker is None:
@@ -50,8 +70,9 @@ def _assign(job: Job) -> bool:
     job.worker = worker
     job.worker_channel = worker.channel_name
     job.assigned_at = now
+    job.lease_expires_at = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
     job.attempts += 1
-    job.save(update_fields=["status", "worker", "worker_channel", "assigned_at", "attempts"])
+    job.save(update_fields=["status", "worker", "worker_channel", "assigned_at", "lease_expires_at", "attempts"])
     send_on_commit(
         worker.channel_name,
         {

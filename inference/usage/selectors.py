@@ -284,10 +284,11 @@ class Earnings:
 
 
 def earnings(*, user) -> Earnings:
-    """All worker rewards ever credited to `user`, and their SOGNI wallet's available balance.
+    """All worker rewards ever credited to `user`, their SOGNI wallet's available balance, and the
+    rewards still in escrow (probation, billing.services.escrow_probation_ends)."""
+    from billing.selectors import wallet_escrowed
 
-    `escrowed` is None: billing has no escrow yet, so rewards are available as soon as they are credited.
-    """
     total = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REWARD, wallet__user=user).aggregate(t=Sum("amount"))
     wallet = Wallet.objects.filter(user=user, token_type=TokenType.SOGNI).first()
-    return Earnings(earned=_exact(total["t"]), available=wallet.available if wallet else ZERO, escrowed=None)
+    escrowed = wallet_escrowed(wallet=wallet) if wallet else ZERO
+    return Earnings(earned=_exact(total["t"]), available=wallet.available if wallet else ZERO, escrowed=escrowed)

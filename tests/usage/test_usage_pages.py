@@ -128,7 +128,9 @@ def test_workers_page_lists_my_workers_with_jobs_tokens_speed_and_earnings(clien
     assert re.search(r"data-earned>0.0231<", rows["box-a"])
     assert re.search(r"data-earned>0<", rows["box-b"])
     assert "data-earned>0.0231 SOGNI<" in html
-    assert "data-available>0.0231 SOGNI<" in html
+    # New workers' earnings wait in escrow for the probation period (WORKER_PROBATION_DAYS).
+    assert "data-available>0 SOGNI<" in html
+    assert "data-escrowed>0.0231 SOGNI<" in html
 
 
 def test_workers_page_without_workers_explains_how_to_start_one(client, make_user, db):

@@ -1,0 +1,174 @@
+"""Job leases and the reaper: no job stays assigned or running forever.
+
+An assigned job holds a lease (Job.lease_expires_at) until JOB_LEASE_SECONDS after the last sign of
+life: its assignment, its first token, a delta (written at most once per third of a lease) or a
+heartbeat listing it. The reaper (Celery beat, every JOB_REAPER_SECONDS) requeues a job whose lease
+expired before its first token, fails one that had streamed (charged for the tokens recorded as
+delivered, no reward), fails any job past JOB_MAX_DURATION_SECONDS, takes a silent worker out of
+dispatch, and releases billing holds left open by jobs that are gone.
+"""
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from billing.models import Hold
+from billing.services import job_release
+from inference.models import Job, Worker
+from inference.relay import REPLY_ERROR, WORKER_KICK, send_on_commit
+from inference.services.jobs import _job_end, _locked, _requeue
+
+logger = logging.getLogger(__name__)
+
+# To a worker connection: forget this job (the platform took it back); the worker is told to cancel.
+WORKER_JOB_REVOKE = "job.revoke"
+CLOSE_HEARTBEAT_TIMEOUT = 4009
+
+
+def lease_deadline(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+
+
+def job_lease_renew(*, job_id: str | uuid.UUID, channel_name: str, delivered_tokens: int | None = None) -> bool:
+    """A delta from the connection holding the job: extend its lease and record the tokens relayed so
+    far (what the reaper charges if the worker then goes silent). False if it no longer holds it."""
+    fields = {"lease_expires_at": lease_deadline()}
+    if delivered_tokens is not None:
+        fields["completion_tokens"] = delivered_tokens
+    return bool(Job.objects.filter(id=job_id, worker_channel=channel_name, status__in=Job.ACTIVE).update(**fields))
+
+
+def jobs_lease_renew(*, job_ids: Iterable[str], channel_name: str) -> int:
+    """A heartbeat: one UPDATE renews every job the connection lists and holds."""
+    ids = [job_id for job_id in job_ids if _is_uuid(job_id)]
+    if not ids:
+        return 0
+    return Job.objects.filter(id__in=ids, worker_channel=channel_name, status__in=Job.ACTIVE).update(
+        lease_expires_at=lease_deadline()
+    )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _expired(now: datetime) -> Q:
+    # A job assigned before leases existed has none: its assignment time stands in.
+    lease_cutoff = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    return Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, assigned_at__lt=lease_cutoff)
+
+
+def _too_long(now: datetime) -> Q:
+    return Q(assigned_at__lt=now - timedelta(seconds=settings.JOB_MAX_DURATION_SECONDS))
+
+
+def _revoke_on_commit(job: Job, channel_name: str) -> None:
+    if channel_name:
+        send_on_commit(channel_name, {"type": WORKER_JOB_REVOKE, "job_id": str(job.id)})
+
+
+def _worker_silence(worker_id: int | None, channel_name: str, now: datetime) -> bool:
+    """The worker whose lease lapsed is silent too: offline (dispatch skips it) and its connection,
+    if it is still open somewhere, is closed. True if it was taken out."""
+    if not worker_id or not channel_name:
+        return False
+    silent_since = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    taken = (
+        Worker.objects.filter(pk=worker_id, channel_name=channel_name)
+        .filter(Q(last_heartbeat__lt=silent_since) | Q(last_heartbeat__isnull=True))
+        .exclude(status__in=(Worker.Status.OFFLINE, Worker.Status.BANNED))
+        .update(status=Worker.Status.OFFLINE)
+    )
+    if taken:
+        send_on_commit(channel_name, {"type": WORKER_KICK, "code": CLOSE_HEARTBEAT_TIMEOUT})
+        logger.warning("worker %s let a job lease lapse and is silent: taken offline", worker_id)
+    return bool(taken)
+
+
+def _reap_one(job_id, now: datetime) -> str | None:
+    """One job whose lease lapsed or that ran too long; what was done to it, if anything."""
+    from inference.services.trust import worker_fault_record
+
+    with transaction.atomic():
+        job = _locked(job_id, channel_name=None, statuses=Job.ACTIVE)
+        if job is None:
+            return None
+        too_long = job.assigned_at is not None and job.assigned_at < now - timedelta(
+            seconds=settings.JOB_MAX_DURATION_SECONDS
+        )
+        if not too_long and not Job.objects.filter(_expired(now), pk=job.pk).exists():
+            return None  # renewed meanwhile
+        worker_id, channel_name = job.worker_id, job.worker_channel
+        _worker_silence(worker_id, channel_name, now)
+        _revoke_on_commit(job, channel_name)
+        if too_long:
+            code, outcome = "job_timeout", "timed_out"
+            message = f"The job ran longer than the {settings.JOB_MAX_DURATION_SECONDS:g} s limit."
+        elif job.status == Job.Status.ASSIGNED:
+            job.lease_expires_at = None
+            job.save(update_fields=["lease_expires_at"])
+            _requeue(job, reason="the worker went silent before the first token (lease expired)")
+            worker_fault_record(worker_id=worker_id, kind="aborted")
+            return "requeued"
+        else:
+            code, outcome = "worker_timeout", "failed"
+            message = "The worker serving this request went silent after it had started answering."
+        # Charged for the tokens recorded as delivered; the worker earns nothing for a failed job.
+        _job_end(job, status=Job.Status.FAILED, error_code=code, error_message=message)
+        send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": code, "message": message})
+        worker_fault_record(worker_id=worker_id, kind="failed")
+        return outcome
+
+
+def jobs_reap_leases(*, now: datetime | None = None) -> dict[str, int]:
+    """Act on every active job whose lease lapsed or that ran past JOB_MAX_DURATION_SECONDS."""
+    now = now or timezone.now()
+    counts: dict[str, int] = {}
+    due = Job.objects.filter(status__in=Job.ACTIVE).filter(_expired(now) | _too_long(now))
+    for job_id in due.values_list("id", flat=True)[:1000]:
+        outcome = _reap_one(job_id, now)
+        if outcome:
+            counts[outcome] = counts.get(outcome, 0) + 1
+    if counts:
+        logger.warning("lease reaper: %s", counts)
+    return counts
+
+
+def holds_release_orphaned(*, now: datetime | None = None) -> int:
+    """Open holds older than HOLD_ORPHAN_GRACE_SECONDS whose job has finished or never existed."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HOLD_ORPHAN_GRACE_SECONDS)
+    candidates = list(
+        Hold.objects.filter(status=Hold.Status.OPEN, created_at__lt=cutoff).values_list("job_id", flat=True)[:1000]
+    )
+    live = {
+        str(job_id)
+        for job_id in Job.objects.filter(
+            id__in=[job_id for job_id in candidates if _is_uuid(job_id)], status__in=(Job.Status.QUEUED, *Job.ACTIVE)
+        ).values_list("id", flat=True)
+    }
+    released = 0
+    for job_id in candidates:
+        if job_id not in live:
+            job_release(job_id=job_id)
+            released += 1
+    if released:
+        logger.warning("released %s orphaned hold(s)", released)
+    return released
+
+
+def reliability_sweep() -> dict[str, int]:
+    """One reaper pass: lapsed leases and over-long jobs, then orphaned holds."""
+    counts = jobs_reap_leases()
+    counts["holds_released"] = holds_release_orphaned()
+    return counts

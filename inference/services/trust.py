@@ -1,0 +1,100 @@
+"""Worker trust: statistics at each job end, automatic pause, implausible-throughput flag.
+
+Success is one F() UPDATE; a fault (failed or dropped job) locks the worker row to count faults in
+the current hour and pauses the worker past WORKER_MAX_FAILURES_PER_HOUR for WORKER_PAUSE_SECONDS.
+Dispatch skips paused workers and orders the rest healthiest and fastest first.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from inference.models import Job, Worker
+
+logger = logging.getLogger(__name__)
+
+# A job this short says nothing about a worker's speed (one token in no time is not a sign of fraud).
+MIN_TOKENS_TO_JUDGE = 32
+
+
+def _ms(start: datetime | None, end: datetime | None) -> int:
+    if start is None or end is None or end < start:
+        return 0
+    return int((end - start).total_seconds() * 1000)
+
+
+def worker_completed_record(*, job: Job) -> None:
+    """A job the worker finished: count it, add its TTFT and throughput, flag an implausible rate."""
+    if not job.worker_id:
+        return
+    ttft_ms = _ms(job.assigned_at, job.first_token_at)
+    generation_ms = _ms(job.first_token_at, job.finished_at)
+    tokens = job.completion_tokens
+    Worker.objects.filter(pk=job.worker_id).update(
+        jobs_completed=F("jobs_completed") + 1,
+        ttft_ms_total=F("ttft_ms_total") + ttft_ms,
+        tokens_generated=F("tokens_generated") + tokens,
+        generation_ms_total=F("generation_ms_total") + generation_ms,
+    )
+    if tokens >= MIN_TOKENS_TO_JUDGE:
+        rate = tokens * 1000 / max(generation_ms, 1)
+        if rate > settings.WORKER_MAX_PLAUSIBLE_TPS:
+            reason = f"{rate:.0f} tokens/s on job {job.public_id} (limit {settings.WORKER_MAX_PLAUSIBLE_TPS:g})"
+            Worker.objects.filter(pk=job.worker_id).update(flagged_reason=reason[:200])
+            logger.warning("worker %s flagged: implausible throughput, %s", job.worker_id, reason)
+
+
+def worker_fault_record(*, worker_id: int | None, kind: str, now: datetime | None = None) -> bool:
+    """A job the worker failed (`failed`) or dropped (`aborted`). True if this fault paused it."""
+    if not worker_id:
+        return False
+    now = now or timezone.now()
+    counter = {"failed": "jobs_failed", "aborted": "jobs_aborted"}[kind]
+    with transaction.atomic():
+        worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
+        if worker is None:
+            return False
+        setattr(worker, counter, getattr(worker, counter) + 1)
+        if worker.faults_window_start is None or worker.faults_window_start < now - timedelta(hours=1):
+            worker.faults_window_start, worker.faults_in_window = now, 1
+        else:
+            worker.faults_in_window += 1
+        paused = worker.faults_in_window > settings.WORKER_MAX_FAILURES_PER_HOUR and not worker_paused(worker, now)
+        if paused:
+            worker.paused_until = now + timedelta(seconds=settings.WORKER_PAUSE_SECONDS)
+            logger.warning(
+                "worker %s paused until %s: %s faults within an hour",
+                worker_id,
+                worker.paused_until,
+                worker.faults_in_window,
+            )
+        worker.save(update_fields=[counter, "faults_window_start", "faults_in_window", "paused_until"])
+    return paused
+
+
+def worker_unpause(*, worker: Worker) -> None:
+    """An operator lifts an automatic pause; the fault count starts over."""
+    Worker.objects.filter(pk=worker.pk).update(paused_until=None, faults_in_window=0, faults_window_start=None)
+
+
+def worker_paused(worker: Worker, now: datetime | None = None) -> bool:
+    return worker.paused_until is not None and worker.paused_until > (now or timezone.now())
+
+
+def not_paused(now: datetime | None = None) -> Q:
+    return Q(paused_until__isnull=True) | Q(paused_until__lte=now or timezone.now())
+
+
+def job_outcome_record(*, job: Job | None) -> None:
+    """After a worker connection ended `job`: completed, or a fault if it failed (a client's cancel is
+    no fault of the worker's)."""
+    if job is None:
+        return
+    if job.status == Job.Status.COMPLETED:
+        worker_completed_record(job=job)
+    elif job.status == Job.Status.FAILED:
+        worker_fault_record(worker_id=job.worker_id, kind="failed")

@@ -1,0 +1,98 @@
+"""Worker trust (inference.services.trust): statistics at job end, automatic pause after too many
+faults in an hour, implausible throughput flagged, dispatch preferring healthy and fast workers."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from inference.models import Job, Worker
+from inference.services import job_finish, job_mark_running
+from inference.services.trust import job_outcome_record, worker_fault_record, worker_unpause
+from tests.inference.test_reaping import create_job, register
+
+
+def finish(worker: Worker, job: Job, *, tokens: int, ttft: float, seconds: float) -> Job:
+    """The worker streamed `tokens` in `seconds` after a first token `ttft` s after assignment."""
+    job.refresh_from_db()
+    first = job.assigned_at + timedelta(seconds=ttft)
+    job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=first)
+    ended = job_finish(
+        job_id=job.id,
+        channel_name=worker.channel_name,
+        finish_reason="length",
+        prompt_tokens=5,
+        completion_tokens=tokens,
+        reasoning_tokens=0,
+    )
+    Job.objects.filter(pk=job.pk).update(finished_at=first + timedelta(seconds=seconds))
+    ended.refresh_from_db()
+    job_outcome_record(job=ended)
+    return ended
+
+
+def test_a_completed_job_adds_to_the_workers_statistics(platform, operator, customer):
+    worker = register(operator.user, "steady")
+    job = create_job(customer.user, "reply.nowhere")
+    finish(worker, job, tokens=16, ttft=0.25, seconds=0.5)
+
+    worker.refresh_from_db()
+    assert (worker.jobs_completed, worker.jobs_failed, worker.jobs_aborted) == (1, 0, 0)
+    assert worker.tokens_generated == 16
+    assert 240 <= worker.ttft_ms_total <= 260
+    assert 490 <= worker.generation_ms_total <= 510
+    assert worker.flagged_reason == ""
+
+
+def test_implausible_throughput_is_flagged(platform, operator, customer):
+    platform.WORKER_MAX_PLAUSIBLE_TPS = 2000
+    worker = register(operator.user, "too-fast", slots=2)
+    plausible = create_job(customer.user, "reply.a")
+    finish(worker, plausible, tokens=64, ttft=0.1, seconds=0.5)  # 128 tokens/s
+    worker.refresh_from_db()
+    assert worker.flagged_reason == ""
+
+    suspicious = create_job(customer.user, "reply.b")
+    finish(worker, suspicious, tokens=64, ttft=0.1, seconds=0.01)  # 6400 tokens/s
+    worker.refresh_from_db()
+    assert "6400 tokens/s" in worker.flagged_reason
+
+
+def test_a_worker_failing_too_often_within_an_hour_is_paused_and_gets_no_jobs(platform, operator, customer):
+    platform.WORKER_MAX_FAILURES_PER_HOUR = 5
+    flaky = register(operator.user, "flaky")
+    long_ago = timezone.now() - timedelta(hours=2)
+    # Faults an hour apart do not add up.
+    for _ in range(5):
+        assert not worker_fault_record(worker_id=flaky.pk, kind="failed", now=long_ago)
+    for _ in range(5):
+        assert not worker_fault_record(worker_id=flaky.pk, kind="aborted")
+    assert worker_fault_record(worker_id=flaky.pk, kind="failed")  # the sixth within the hour
+
+    flaky.refresh_from_db()
+    assert (flaky.jobs_failed, flaky.jobs_aborted) == (6, 5)
+    assert flaky.paused_until > timezone.now() + timedelta(minutes=59)
+    job = create_job(customer.user, "reply.nowhere")
+    job.refresh_from_db()
+    assert (job.status, job.worker_id) == (Job.Status.QUEUED, None)  # its only worker is paused
+
+    worker_unpause(worker=flaky)
+    second = create_job(customer.user, "reply.elsewhere")
+    second.refresh_from_db()
+    assert second.worker_id == flaky.pk
+
+
+def test_dispatch_prefers_healthy_then_less_loaded_then_faster_workers(platform, operator, customer):
+    unhealthy = register(operator.user, "a-unhealthy", slots=4)
+    slow = register(operator.user, "b-slow", slots=4)
+    fast = register(operator.user, "c-fast", slots=4)
+    Worker.objects.filter(pk=unhealthy.pk).update(jobs_completed=5, jobs_failed=5)
+    Worker.objects.filter(pk=slow.pk).update(jobs_completed=10, tokens_generated=100, generation_ms_total=10_000)
+    Worker.objects.filter(pk=fast.pk).update(jobs_completed=10, tokens_generated=1000, generation_ms_total=10_000)
+
+    jobs = [create_job(customer.user, f"reply.{n}") for n in range(3)]
+    for job in jobs:
+        job.refresh_from_db()
+
+    # Fast first; then the slow healthy one, which has fewer jobs in flight; the unhealthy one last.
+    assert [job.worker_id for job in jobs] == [fast.pk, slow.pk, fast.pk]
+    assert Worker.objects.get(pk=unhealthy.pk).in_flight == 0
