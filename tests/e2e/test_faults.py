@@ -1,0 +1,295 @@
+"""Faults survived with real processes: a private Redis, daphne, a Celery worker, Celery beat running
+the lease reaper, and `sogni-worker` processes on the scripted engine at 5 tokens/s (deterministic
+timings; no model needed).
+
+Short leases so the tests are quick: JOB_LEASE_SECONDS=5, heartbeats every 3 s (the consumer's own
+silence watchdog closes after 9 s, so a frozen worker is caught by its lease first), reaper every 1 s.
+"""
+
+import json
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.charging_checks import balances, entries_of, held, ledger_is_sound, limits_lifted, sogni_rate_set
+from tests.support.fixtures import LivePlatform
+from tests.support.processes import (
+    ARTIFACTS,
+    BIN,
+    Process,
+    free_port,
+    start_celery,
+    start_daphne,
+    start_process,
+    wait_until,
+)
+from tests.support.workers import WorkerPool, account_create, worker_row
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+SCRIPTED = "qwen3.5-35b-a3b-abliterated-gguf-q4km"
+HI = [{"role": "user", "content": "Hello there"}]
+LEASE = 5
+SLOW = ["--scripted-rate", "5", "--scripted-tokens", "200"]
+
+
+class PrivateRedis:
+    """A redis-server of this module's own: the shared one serves other engineers' runs."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = start_process("redis", args + ["--daemonize", "no"], {})
+        wait_until(self.ping, timeout=20, what="private redis answering")
+
+    def ping(self) -> bool:
+        ping = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
+        return ping.stdout.strip() == "PONG"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+def start_beat(env: dict[str, str]) -> Process:
+    schedule = ARTIFACTS / f"beat-schedule-{free_port()}"
+    process = start_process(
+        "celery-beat",
+        [str(BIN / "celery"), "-A", "sogni_platform", "beat", "--loglevel=INFO", f"--schedule={schedule}"],
+        env,
+    )
+    wait_until(lambda: "beat: Starting" in process.log() or not process.alive(), timeout=60, what="beat started")
+    if not process.alive():
+        raise RuntimeError(f"celery beat exited:\n{process.log()}")
+    return process
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fault_platform(live_env, redis_server):
+    env = {
+        **live_env,
+        "REDIS_URL": redis_server.url,
+        "JOB_LEASE_SECONDS": str(LEASE),
+        "JOB_REAPER_SECONDS": "1",
+        "WORKER_HEARTBEAT_SECONDS": "3",
+        "JOB_QUEUE_TIMEOUT": "8",
+        "HOLD_ORPHAN_GRACE_SECONDS": "5",
+    }
+    celery = start_celery(env, concurrency=4)
+    beat = start_beat(env)
+    daphne = start_daphne(env)
+    platform = LivePlatform(url=daphne.extra["url"], env=env, daphne=daphne, celery=celery)
+    platform.beat = beat
+    yield platform
+    daphne.stop()
+    beat.stop()
+    celery.stop()
+
+
+@pytest.fixture
+def user(transactional_db, catalog):
+    sogni_rate_set()
+    account = account_create(email="user@example.com")
+    limits_lifted(account.user)
+    return account
+
+
+@pytest.fixture
+def pool(fault_platform, operator, catalog):
+    workers = WorkerPool(url=fault_platform.url, operator=operator)
+    yield workers
+    workers.stop_all()
+
+
+def scripted(pool: WorkerPool, name: str, *, wait: bool = True) -> Process:
+    return pool.start(name, engine="scripted", models=[SCRIPTED], extra=SLOW, wait=wait)
+
+
+def client_for(platform, user, timeout: float = 120) -> openai.OpenAI:
+    return openai.OpenAI(base_url=platform.url + "/v1", api_key=user.key, max_retries=0, timeout=timeout)
+
+
+def open_jobs() -> list:
+    from inference.models import Job
+
+    return list(Job.objects.filter(status__in=("queued", "assigned", "running")))
+
+
+def open_holds() -> list:
+    from billing.models import Hold
+
+    return list(Hold.objects.filter(status="open"))
+
+
+def sse_events(response: httpx.Response):
+    """The `data:` payloads of an SSE response, decoded (the final [DONE] as the string)."""
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            payload = line[len("data: ") :]
+            yield payload if payload == "[DONE]" else json.loads(payload)
+
+
+def test_a_worker_killed_after_its_first_token_ends_the_stream_with_an_error_and_bills_delivered_tokens(
+    fault_platform, pool, user, operator
+):
+    victim = scripted(pool, "victim")
+    operator_start = balances(operator.user)
+    body = {"model": SCRIPTED, "messages": HI, "max_tokens": 200, "stream": True}
+    headers = {"Authorization": f"Bearer {user.key}"}
+    contents, errors = [], []
+    with httpx.stream("POST", f"{fault_platform.url}/v1/chat/completions", json=body, headers=headers, timeout=60) as r:
+        assert r.status_code == 200
+        for event in sse_events(r):
+            if isinstance(event, dict) and "error" in event:
+                errors.append(event["error"])
+            elif isinstance(event, dict) and event["choices"] and event["choices"][0]["delta"].get("content"):
+                contents.append(event["choices"][0]["delta"]["content"])
+                if len(contents) == 2:
+                    pool.kill(victim)
+
+    assert errors and errors[0]["code"] == "worker_disconnected", errors
+    assert len(contents) >= 2
+    from inference.models import Job
+
+    job = Job.objects.get()
+    assert job.status == Job.Status.FAILED
+    assert 2 <= job.completion_tokens < 200
+    # Billed for the delivered completion tokens only; the worker earns nothing for a failed job.
+    charged = -entries_of(job)["charge"]
+    assert 0 < charged
+    from billing.models import Hold
+
+    hold = Hold.objects.get(job_id=str(job.id))
+    assert (hold.status, hold.completion_tokens, hold.prompt_tokens) == ("settled", job.completion_tokens, 0)
+    assert "reward" not in entries_of(job)
+    assert balances(operator.user) == operator_start
+    assert held(user.user) == {"spark": 0, "sogni": 0}
+    ledger_is_sound()
+
+
+def test_a_frozen_worker_loses_its_job_to_another_worker_when_the_lease_lapses(fault_platform, pool, user, operator):
+    from inference.models import Job, Worker
+
+    frozen = scripted(pool, "frozen")
+    frozen.signal(signal.SIGSTOP)
+    result: dict = {}
+
+    def ask() -> None:
+        try:
+            reply = client_for(fault_platform, user).chat.completions.create(model=SCRIPTED, messages=HI, max_tokens=8)
+            result["reply"] = reply
+        except Exception as error:  # surfaced by the assertions below
+            result["error"] = error
+
+    request = threading.Thread(target=ask)
+    request.start()
+    frozen_row = worker_row(owner=operator.user, name="frozen")
+    wait_until(lambda: Job.objects.filter(worker=frozen_row).exists(), timeout=30, what="job sent to 'frozen'")
+    scripted(pool, "rescuer")
+    request.join(60)
+
+    assert not request.is_alive(), "the request never finished"
+    assert "error" not in result, result.get("error")
+    assert result["reply"].choices[0].message.content
+    job = Job.objects.get()
+    assert (job.status, job.worker.name, job.attempts) == (Job.Status.COMPLETED, "rescuer", 2)
+    # The lease reaper took it back (not the connection's own silence watchdog, which waits 9 s),
+    # and took the silent worker out of dispatch.
+    assert "lease expired" in fault_platform.celery.log()
+    frozen_row.refresh_from_db()
+    assert frozen_row.status == Worker.Status.OFFLINE
+    assert frozen_row.jobs_aborted >= 1
+    assert not open_holds()
+    ledger_is_sound()
+
+
+def test_a_client_that_disconnects_gets_its_job_cancelled_on_the_worker(fault_platform, pool, user, operator):
+    from inference.models import Job
+
+    worker = scripted(pool, "cancellable")
+    stream = client_for(fault_platform, user).chat.completions.create(
+        model=SCRIPTED, messages=HI, max_tokens=200, stream=True
+    )
+    seen = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            seen += 1
+            if seen == 2:
+                break
+    stream.close()
+
+    wait_until(lambda: Job.objects.get().status == "cancelled", timeout=15, what="job cancelled")
+    wait_until(lambda: "cancel requested" in worker.log(), timeout=10, what="the worker got the cancel")
+    job = Job.objects.get()
+    assert 2 <= job.completion_tokens < 200
+    row = worker_row(owner=operator.user, name="cancellable")
+    assert row.in_flight == 0, "the worker's slot is free again"
+    assert not open_holds()
+    ledger_is_sound()
+
+
+def test_requests_succeed_again_soon_after_redis_restarts_under_load_and_nothing_stays_open(
+    fault_platform, redis_server, pool, user
+):
+    scripted(pool, "steady-a")
+    scripted(pool, "steady-b")
+    client = client_for(fault_platform, user, timeout=30)
+    outcomes: list[tuple[float, float, bool]] = []  # (started, ended, succeeded)
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                reply = client.chat.completions.create(model=SCRIPTED, messages=HI, max_tokens=3)
+                ok = bool(reply.choices[0].message.content)
+            except Exception:
+                ok = False
+                time.sleep(0.2)
+            outcomes.append((started, time.monotonic(), ok))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: sum(ok for *_, ok in outcomes) >= 3, timeout=60, what="load flowing")
+
+    redis_server.stop()
+    time.sleep(2)
+    redis_server.start()
+    back = time.monotonic()
+    try:
+        wait_until(
+            lambda: any(ok and started >= back for started, _, ok in outcomes),
+            timeout=30,
+            what="a request started after the restart succeeding",
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+
+    first_ok = min(ended for started, ended, ok in outcomes if ok and started >= back)
+    assert first_ok - back < 10, f"the first request after the restart succeeded {first_ok - back:.1f} s later"
+    # The reaper (and each request's own queue timeout) leave no job or hold open.
+    wait_until(lambda: not open_jobs() and not open_holds(), timeout=60, what="no job or hold open")
+    ledger_is_sound()
