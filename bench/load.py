@@ -47,9 +47,9 @@ class Result:
     first_at: float | None = None
 
 
-def _body(nonce: str, *, stream: bool, max_tokens: int, prompt: str) -> dict:
+def _body(nonce: str | None, *, stream: bool, max_tokens: int, prompt: str) -> dict:
     body = {
-        "messages": [{"role": "user", "content": f"{nonce} {prompt}"}],
+        "messages": [{"role": "user", "content": f"{nonce} {prompt}" if nonce else prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": stream,
@@ -125,6 +125,7 @@ async def drive(
     stream: bool,
     max_tokens: int,
     prompt: str = "please answer briefly",
+    marker: bool = True,
     timeout: float = 300,
 ) -> tuple[list[Result], float]:
     """`requests` calls, `concurrency` at a time; the results and the wall time."""
@@ -139,7 +140,7 @@ async def drive(
                 result = Result(nonce=f"n{uuid.uuid4().hex[:16]}x")
                 results.append(result)
                 url = target.urls[i % len(target.urls)]
-                body = _body(result.nonce, stream=stream, max_tokens=max_tokens, prompt=prompt)
+                body = _body(result.nonce if marker else None, stream=stream, max_tokens=max_tokens, prompt=prompt)
                 if target.model:
                     body["model"] = target.model
                 try:

@@ -36,9 +36,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=50.0, help="scripted tokens/s (default 50)")
     parser.add_argument("--tokens", type=int, default=64, help="scripted tokens per reply (default 64)")
     parser.add_argument("--no-llama", action="store_true", help="skip the real-engine runs")
-    parser.add_argument("--llama-concurrency", type=int, nargs="+", default=[1])
+    parser.add_argument("--llama-concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--llama-requests", type=int, default=6)
-    parser.add_argument("--llama-tokens", type=int, default=64)
+    parser.add_argument("--llama-tokens", type=int, default=128)
     parser.add_argument("--llama-threads", type=int, default=1,
                         help="llama.cpp threads (default 1: one core stays for the platform)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="py-spy the server and Celery at concurrency 32")
@@ -64,15 +64,22 @@ def _pids(processes) -> list[int]:
     return [p.popen.pid for p in processes]
 
 
+# The real engine gets one fixed prompt on both sides (a nonce would change its work); cross-talk is then
+# checked on completion ids only.
+LLAMA_PROMPT = "Write a long story about a lighthouse keeper and his cat."
+
+
 async def _measure(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups, db=None) -> dict:
     before = {name: topology.cpu_seconds(pids) for name, pids in cpu_groups.items()}
+    extra = {"prompt": LLAMA_PROMPT, "marker": False} if engine == "llama-cpp" else {}
     results, wall = await drive(target, concurrency=concurrency, requests=requests, stream=mode == "stream",
-                                max_tokens=max_tokens)  # fmt: skip
+                                max_tokens=max_tokens, **extra)  # fmt: skip
     cpu = {name: round(topology.cpu_seconds(pids) - before[name], 3) for name, pids in cpu_groups.items()}
     cpu["total"] = round(sum(cpu.values()), 3)
     run = report.summarize(
         results, wall, engine=engine, target=target.name, concurrency=concurrency, mode=mode, cpu=cpu
     )
+    run["load_average"] = topology.load_average()
     if db and target.name == "platform" and mode == "stream":
         run["ttft_phases_ms"] = report.phases(results, db)
     print(
@@ -154,7 +161,7 @@ async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
         "direct": {"engine": _pids([direct_proc])},
     }
     for target in (direct, platform):
-        await drive(target, concurrency=1, requests=1, stream=True, max_tokens=8)
+        await drive(target, concurrency=1, requests=1, stream=True, max_tokens=8, prompt=LLAMA_PROMPT, marker=False)
     for c in args.llama_concurrency:
         for target in (direct, platform):
             out["runs"].append(await _measure(target, engine="llama-cpp", concurrency=c, mode="stream",
