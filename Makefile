@@ -27,6 +27,8 @@ browser:
 		echo "Installing Debian's chromium for the browser tests..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Embedded mode: one daphne process (the lease reaper runs in it). With REDIS_URL set runlocal also starts
+# a Celery worker and Celery beat; in production run `celery -A sogni_platform beat` next to the workers.
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py runlocal --port $(PORT)

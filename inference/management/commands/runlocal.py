@@ -125,6 +125,12 @@ class Command(BaseCommand):
         if not settings.CELERY_TASK_ALWAYS_EAGER:  # REDIS_URL set: tasks need a Celery worker
             celery = [str(BIN / "celery"), "-A", "sogni_platform", "worker", "--pool=threads", "--loglevel=INFO"]
             children.append(("celery", _spawn(celery, env), STOP_SECONDS))
+            # Periodic sweeps (lease reaper, stale workers, escrow release). Without Redis the worker
+            # consumers run the lease reaper in the server process instead (inference/consumers.py).
+            schedule = settings.DATA_DIR / "celerybeat-schedule"
+            schedule.parent.mkdir(parents=True, exist_ok=True)
+            beat = [str(BIN / "celery"), "-A", "sogni_platform", "beat", "--loglevel=INFO", f"--schedule={schedule}"]
+            children.append(("celery beat", _spawn(beat, env), STOP_SECONDS))
         if not self._wait(lambda: _healthy(url), "daphne", daphne, timeout=60, what=f"{url}/healthz answering"):
             return None
         if worker_args is not None:
