@@ -21,6 +21,7 @@ from tests.e2e.charging_checks import (
     limits_lifted,
     sogni_rate_set,
 )
+from tests.support.openai_schema import validate
 from tests.support.processes import wait_until
 from tests.support.workers import SMOLLM2, account_create
 
@@ -135,9 +136,12 @@ def test_a_worker_dying_mid_stream_charges_only_delivered_tokens_and_earns_nothi
     stream = client.chat.completions.create(model=SCRIPTED, messages=HI, max_tokens=200, stream=True)
     _first_chunks(stream, 3)
     workers.kill(slow)
-    with pytest.raises(openai.APIError):
+    with pytest.raises(openai.APIError) as caught:
         for _ in stream:
             pass
+    # The stream ends with `data: {"error": {...}}` in OpenAI's error shape.
+    validate("ErrorResponse", {"error": caught.value.body})
+    assert caught.value.code == "worker_disconnected"
 
     wait_until(lambda: job_of(_only_job_public_id()).status == "failed", timeout=30, what="job failed")
     job = job_of(_only_job_public_id())

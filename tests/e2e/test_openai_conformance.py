@@ -136,6 +136,42 @@ def test_sdk_plain_multi_turn_and_include_usage_on_smollm2_are_charged_exactly(w
     assert usage_chunk["choices"] == [] and all(b.get("usage") is None for b in bodies[:-1])
     assert_charged(completion_id=usage_chunk["id"], usage=usage_chunk["usage"], pricing=prices)
 
+    # A real model's tool round trip: the named function's arguments are constrained to its schema.
+    city_tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+                "required": ["city"],
+            },
+        },
+    }
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    asked = client.chat.completions.create(
+        messages=question, tools=[city_tool], tool_choice=named, **{**LLAMA, "max_tokens": 40}
+    )
+    asked_body = checked(asked)
+    assert asked.choices[0].finish_reason == "tool_calls"
+    (call,) = asked.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"] in ("Paris", "Rome")
+    assert_charged(completion_id=asked.id, usage=asked_body["usage"], pricing=prices)
+    answered = client.chat.completions.create(
+        messages=[
+            *question,
+            asked.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"},
+        ],
+        tools=[city_tool],
+        tool_choice="none",
+        **LLAMA,
+    )
+    answered_body = checked(answered)
+    assert answered.choices[0].message.content.strip() and not answered.choices[0].message.tool_calls
+    assert_charged(completion_id=answered.id, usage=answered_body["usage"], pricing=prices)
+
     # The async client: a multi-turn conversation streamed, and the same one not streamed.
     async def async_calls():
         astream = await async_client.chat.completions.create(
@@ -206,18 +242,32 @@ def test_sdk_tool_round_trips_with_named_auto_and_required_tool_choice(workers, 
         tool_round_trip_sync(client, tool_choice, stream=False)
         tool_round_trip_sync(client, tool_choice, stream=True)
 
-    async def async_round_trip():
+    async def async_round_trip(tool_choice):
+        question = [{"role": "user", "content": "Rome weather?"}]
         stream = await async_client.chat.completions.create(
-            model=SCRIPTED,
-            messages=[{"role": "user", "content": "Rome weather?"}],
-            tools=[WEATHER],
-            tool_choice="required",
-            stream=True,
+            model=SCRIPTED, messages=question, tools=[WEATHER], tool_choice=tool_choice, stream=True
         )
-        return [chunk async for chunk in stream]
+        calls = streamed_tool_calls(chunks_checked([chunk async for chunk in stream]))
+        assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("get_weather", {"city": "Rome"})]
+        assistant = {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in calls
+            ],
+        }
+        result = {"role": "tool", "tool_call_id": calls[0]["id"], "content": "sunny"}
+        final = await async_client.chat.completions.create(
+            model=SCRIPTED, messages=[*question, assistant, result, {"role": "user", "content": "Great, bye"}]
+        )
+        checked(final)
+        assert final.choices[0].message.content.startswith("Great,")
 
-    calls = streamed_tool_calls(chunks_checked(asyncio.run(async_round_trip())))
-    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [("get_weather", {"city": "Rome"})]
+    async def async_round_trips():  # one event loop: the async client's connections belong to it
+        for tool_choice in ({"type": "function", "function": {"name": "get_weather"}}, "auto", "required"):
+            await async_round_trip(tool_choice)
+
+    asyncio.run(async_round_trips())
     ledger_is_sound()
 
 
