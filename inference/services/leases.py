@@ -109,8 +109,8 @@ def _reap_one(job_id, now: datetime) -> str | None:
         if not too_long and not Job.objects.filter(_expired(now), pk=job.pk).exists():
             return None  # renewed meanwhile
         worker_id, channel_name = job.worker_id, job.worker_channel
+        _revoke_on_commit(job, channel_name)  # before a kick, so the worker hears it first
         _worker_silence(worker_id, channel_name, now)
-        _revoke_on_commit(job, channel_name)
         if too_long:
             code, outcome = "job_timeout", "timed_out"
             message = f"The job ran longer than the {settings.JOB_MAX_DURATION_SECONDS:g} s limit."

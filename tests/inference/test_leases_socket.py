@@ -1,0 +1,74 @@
+"""Leases over the real worker socket (the consumer, Redis channel layer, PostgreSQL): heartbeats and
+deltas renew them, and in the embedded mode (eager Celery, no beat) the connection's watchdog runs the
+reaper, which takes the job back from a silent worker and closes it."""
+
+import asyncio
+from datetime import timedelta
+
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from inference.models import Job, Worker
+from tests.inference.platform import WorkerSocket, run
+from tests.inference.test_reaping import create_job
+
+
+def job_row(job_id: str) -> Job:
+    return Job.objects.get(pk=job_id)
+
+
+def test_heartbeats_and_deltas_renew_the_lease_and_record_delivered_tokens(platform, operator, customer):
+    platform.WORKER_HEARTBEAT_SECONDS = 1
+    platform.JOB_LEASE_SECONDS = 3
+
+    async def scenario():
+        socket = WorkerSocket(operator.key)
+        await socket.hello(name="renewer")
+        await sync_to_async(create_job)(customer.user, "reply.nowhere")
+        job_id = (await socket.job())["job_id"]
+
+        await sync_to_async(Job.objects.filter(pk=job_id).update)(lease_expires_at=timezone.now())
+        await asyncio.sleep(0.6)  # the consumer writes at most one heartbeat per half interval
+        await socket.send({"type": "heartbeat", "running": [job_id]})
+        await asyncio.sleep(0.3)
+        after_heartbeat = await sync_to_async(job_row)(job_id)
+
+        await socket.delta(job_id, "a", tokens=2)
+        await asyncio.sleep(1.1)  # more than a third of the lease since the first token
+        await socket.delta(job_id, "b", tokens=3)
+        await asyncio.sleep(0.3)
+        after_deltas = await sync_to_async(job_row)(job_id)
+        await socket.disconnect()
+        return after_heartbeat, after_deltas
+
+    after_heartbeat, after_deltas = run(scenario)
+    assert after_heartbeat.lease_expires_at > timezone.now() + timedelta(seconds=1)
+    assert after_deltas.status == Job.Status.RUNNING
+    assert after_deltas.completion_tokens == 5, "the tokens relayed so far are recorded with the lease"
+
+
+def test_in_the_embedded_mode_the_watchdog_reaps_a_lapsed_lease_and_closes_the_silent_worker(
+    platform, operator, customer
+):
+    platform.JOB_REAPER_SECONDS = 0.2
+    platform.JOB_LEASE_SECONDS = 2
+
+    async def scenario():
+        socket = WorkerSocket(operator.key)
+        await socket.hello(name="stuck")
+        job = await sync_to_async(create_job)(customer.user, "reply.nowhere")
+        assert (await socket.job())["job_id"] == str(job.id)
+        past = timezone.now() - timedelta(seconds=10)
+        await sync_to_async(Job.objects.filter(pk=job.id).update)(lease_expires_at=past)
+        await sync_to_async(Worker.objects.filter(name="stuck").update)(last_heartbeat=past)
+        revoked = await socket.receive(timeout=5)
+        code = await socket.closed_with(timeout=5)
+        return job, revoked, code
+
+    job, revoked, code = run(scenario)
+    assert revoked == {"type": "cancel", "job_id": str(job.id)}
+    assert code == 4009
+    job.refresh_from_db()
+    assert (job.status, job.worker_id, job.attempts) == (Job.Status.QUEUED, None, 1)
+    worker = Worker.objects.get(name="stuck")
+    assert (worker.status, worker.in_flight, worker.jobs_aborted) == (Worker.Status.OFFLINE, 0, 1)
