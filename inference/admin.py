@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 
 from inference.models import Job, LlmModel, Worker
 from inference.services import worker_ban, worker_unban
+from inference.services.trust import worker_unpause
 
 
 @admin.register(LlmModel)
@@ -15,10 +16,24 @@ class LlmModelAdmin(admin.ModelAdmin):
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "status", "in_flight", "slots", "engine", "version", "last_heartbeat"]
+    list_display = [
+        "name",
+        "owner",
+        "status",
+        "in_flight",
+        "slots",
+        "engine",
+        "version",
+        "last_heartbeat",
+        "jobs_completed",
+        "jobs_failed",
+        "jobs_aborted",
+        "paused_until",
+        "flagged_reason",
+    ]
     list_filter = ["status", "engine"]
     search_fields = ["name", "owner__email"]
-    actions = ["ban", "unban"]
+    actions = ["ban", "unban", "unpause"]
     readonly_fields = [
         "owner",
         "name",
@@ -34,6 +49,15 @@ class WorkerAdmin(admin.ModelAdmin):
         "last_heartbeat",
         "last_assigned_at",
         "created_at",
+        "jobs_completed",
+        "jobs_failed",
+        "jobs_aborted",
+        "ttft_ms_total",
+        "tokens_generated",
+        "generation_ms_total",
+        "faults_window_start",
+        "faults_in_window",
+        "paused_until",
     ]
 
     def has_add_permission(self, request):
@@ -50,6 +74,12 @@ class WorkerAdmin(admin.ModelAdmin):
         for worker in queryset:
             worker_unban(worker=worker)
         self.message_user(request, f"Lifted the ban on {queryset.count()} worker(s).", messages.SUCCESS)
+
+    @admin.action(description="Lift an automatic pause (too many failures): the worker takes jobs again")
+    def unpause(self, request, queryset):
+        for worker in queryset:
+            worker_unpause(worker=worker)
+        self.message_user(request, f"Lifted the pause on {queryset.count()} worker(s).", messages.SUCCESS)
 
 
 @admin.register(Job)

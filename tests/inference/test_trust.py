@@ -96,3 +96,26 @@ def test_dispatch_prefers_healthy_then_less_loaded_then_faster_workers(platform,
     # Fast first; then the slow healthy one, which has fewer jobs in flight; the unhealthy one last.
     assert [job.worker_id for job in jobs] == [fast.pk, slow.pk, fast.pk]
     assert Worker.objects.get(pk=unhealthy.pk).in_flight == 0
+
+
+def test_an_operator_lifts_a_pause_from_the_admin(platform, operator, customer):
+    from django.test import Client
+
+    from accounts.models import User
+
+    User.objects.create_superuser("admin@example.com", "admin-password-123")
+    admin = Client()
+    assert admin.login(username="admin@example.com", password="admin-password-123")
+    paused = register(operator.user, "paused")
+    Worker.objects.filter(pk=paused.pk).update(paused_until=timezone.now() + timedelta(hours=1), faults_in_window=6)
+
+    listing = admin.get("/admin/inference/worker/").content.decode()
+    assert "paused" in listing
+    response = admin.post("/admin/inference/worker/", {"action": "unpause", "_selected_action": [paused.pk]})
+    assert response.status_code == 302
+
+    paused.refresh_from_db()
+    assert (paused.paused_until, paused.faults_in_window) == (None, 0)
+    job = create_job(customer.user, "reply.nowhere")
+    job.refresh_from_db()
+    assert job.worker_id == paused.pk
