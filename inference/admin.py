@@ -28,6 +28,8 @@ class WorkerAdmin(admin.ModelAdmin):
         "jobs_completed",
         "jobs_failed",
         "jobs_aborted",
+        "ttft_ms_avg",
+        "tokens_per_second",
         "paused_until",
         "flagged_reason",
     ]

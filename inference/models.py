@@ -86,6 +86,16 @@ class Worker(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.owner})"
 
+    @property
+    def ttft_ms_avg(self) -> int | None:
+        """Mean time to first token over completed jobs, from assignment."""
+        return self.ttft_ms_total // self.jobs_completed if self.jobs_completed else None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Generation speed over completed jobs (first token to end)."""
+        return round(self.tokens_generated * 1000 / self.generation_ms_total, 1) if self.generation_ms_total else None
+
 
 class Job(models.Model):
     """One chat completion: queued → assigned → running → completed | failed | cancelled."""

@@ -40,6 +40,8 @@ def test_a_completed_job_adds_to_the_workers_statistics(platform, operator, cust
     assert worker.tokens_generated == 16
     assert 240 <= worker.ttft_ms_total <= 260
     assert 490 <= worker.generation_ms_total <= 510
+    assert 240 <= worker.ttft_ms_avg <= 260
+    assert 31 <= worker.tokens_per_second <= 33
     assert worker.flagged_reason == ""
 
 
