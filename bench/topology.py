@@ -107,7 +107,14 @@ def start_celery(env: dict[str, str]) -> Process:
 
 
 def engine_args(engine: str, *, slots: int, rate: float, tokens: int, threads: int) -> list[str]:
-    args = ["--engine", engine, "--slots", str(slots), "--log-level", "WARNING"]
+    args = [
+        "--engine",
+        engine,
+        "--slots",
+        str(slots),
+        "--log-level",
+        os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
+    ]
     if engine == "scripted":
         return args + ["--scripted-rate", str(rate), "--scripted-tokens", str(tokens)]
     return args + ["--n-ctx", "1024", "--threads", str(threads)]
