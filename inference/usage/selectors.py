@@ -208,9 +208,12 @@ class WorkerStats:
 
 
 def worker_state(worker: Worker) -> str:
-    """online / draining / banned / offline; a worker whose heartbeats stopped counts as offline."""
+    """online / draining / paused / banned / offline; a worker whose heartbeats stopped counts as offline,
+    one paused for too many failures (inference.services.trust) as paused."""
     if worker.status == Worker.Status.BANNED:
         return "banned"
+    if worker.paused_until and worker.paused_until > timezone.now():
+        return "paused"
     if worker.status == Worker.Status.OFFLINE or not worker.last_heartbeat:
         return "offline"
     if worker.last_heartbeat < worker_fresh_since():

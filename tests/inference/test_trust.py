@@ -8,6 +8,7 @@ from django.utils import timezone
 from inference.models import Job, Worker
 from inference.services import job_finish, job_mark_running
 from inference.services.trust import job_outcome_record, worker_fault_record, worker_unpause
+from inference.usage.selectors import worker_state
 from tests.inference.test_reaping import create_job, register
 
 
@@ -72,6 +73,7 @@ def test_a_worker_failing_too_often_within_an_hour_is_paused_and_gets_no_jobs(pl
 
     flaky.refresh_from_db()
     assert (flaky.jobs_failed, flaky.jobs_aborted) == (6, 5)
+    assert worker_state(flaky) == "paused"  # what its owner's Workers page and the console show
     assert flaky.paused_until > timezone.now() + timedelta(minutes=59)
     job = create_job(customer.user, "reply.nowhere")
     job.refresh_from_db()
