@@ -190,6 +190,7 @@ def plot(runs: list[dict], path: Path, *, engine: str) -> None:
                 ys = [r[metric][p] for r in rows]
                 ax.plot(xs, ys, style, color=color, label=f"{target} {p}")
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
         ax.set_xlabel("concurrent streams")
         ax.set_ylabel("ms")
         ax.set_title(f"{engine}: {title}")
