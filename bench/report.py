@@ -3,7 +3,9 @@ comparisons, goals, the JSON file, the PNG plots and the README table."""
 
 from __future__ import annotations
 
+import datetime
 import math
+import re
 from pathlib import Path
 
 from bench.load import Result, cross_talk
@@ -63,10 +65,29 @@ def summarize(
     return run
 
 
-def phases(results: list[Result], database_url: str) -> dict:
+WORKER_LOG_LINE = re.compile(r"(\S+ \S+) INFO sogni_worker: job (\S+): (started|done)")
+
+
+def worker_log_times(paths) -> tuple[dict[str, float], dict[str, float]]:
+    """Per job id, when the worker started it and when it sent done (its INFO log, this host's clock)."""
+    started: dict[str, float] = {}
+    done: dict[str, float] = {}
+    for path in paths:
+        for line in Path(path).read_text(errors="replace").splitlines():
+            match = WORKER_LOG_LINE.match(line)
+            if match:
+                when = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+                stamp = when.replace(tzinfo=datetime.UTC).timestamp()
+                (started if match.group(3) == "started" else done)[match.group(2)] = stamp
+    return started, done
+
+
+def phases(results: list[Result], database_url: str, worker_logs=()) -> dict:
     """Where a platform stream's TTFT goes, from the job rows' timestamps (same host clock): request in ->
     job created (auth, validation, job open), created -> assigned (Celery dispatch), assigned -> first token
-    recorded by the worker socket, and that token -> the client (channel layer, SSE)."""
+    recorded by the worker socket, and that token -> the client (channel layer, SSE). With the workers'
+    INFO logs, `worker` splits into assigned -> the worker starts the job (`to_worker`) and the worker
+    starts -> the platform's socket records the first token (`worker_to_socket`)."""
     import psycopg
 
     by_id = {next(iter(r.ids)): r for r in results if r.ok and r.first_at and len(r.ids) == 1}
@@ -74,12 +95,14 @@ def phases(results: list[Result], database_url: str) -> dict:
         return {}
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT public_id, extract(epoch FROM created_at), extract(epoch FROM assigned_at), "
+            "SELECT public_id, id::text, extract(epoch FROM created_at), extract(epoch FROM assigned_at), "
             "extract(epoch FROM first_token_at) FROM inference_job WHERE public_id = ANY(%s)",
             (list(by_id),),
         ).fetchall()
+    started, _ = worker_log_times(worker_logs)
     spans: dict[str, list[float]] = {"open": [], "dispatch": [], "worker": [], "relay": []}
-    for public_id, created, assigned, first in rows:
+    split: dict[str, list[float]] = {"to_worker": [], "worker_to_socket": []}
+    for public_id, job_id, created, assigned, first in rows:
         if None in (created, assigned, first):
             continue
         result = by_id[public_id]
@@ -88,7 +111,13 @@ def phases(results: list[Result], database_url: str) -> dict:
         spans["dispatch"].append(assigned - created)
         spans["worker"].append(first - assigned)
         spans["relay"].append(result.first_at - first)
-    return {name: _ms(values) for name, values in spans.items()}
+        if job_id in started:
+            split["to_worker"].append(started[job_id] - assigned)
+            split["worker_to_socket"].append(first - started[job_id])
+    out = {name: _ms(values) for name, values in spans.items()}
+    if split["to_worker"]:
+        out.update({name: _ms(values) for name, values in split.items()})
+    return out
 
 
 def _find(runs: list[dict], **match) -> dict | None:

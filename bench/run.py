@@ -69,7 +69,9 @@ def _pids(processes) -> list[int]:
 LLAMA_PROMPT = "Write a long story about a lighthouse keeper and his cat."
 
 
-async def _measure(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups, db=None) -> dict:
+async def _measure(
+    target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups, db=None, worker_logs=()
+) -> dict:
     before = {name: topology.cpu_seconds(pids) for name, pids in cpu_groups.items()}
     extra = {"prompt": LLAMA_PROMPT, "marker": False} if engine == "llama-cpp" else {}
     results, wall = await drive(target, concurrency=concurrency, requests=requests, stream=mode == "stream",
@@ -81,7 +83,7 @@ async def _measure(target: Target, *, engine, concurrency, mode, requests, max_t
     )
     run["load_average"] = topology.load_average()
     if db and target.name == "platform" and mode == "stream":
-        run["ttft_phases_ms"] = report.phases(results, db)
+        run["ttft_phases_ms"] = report.phases(results, db, worker_logs)
     print(
         f"  {engine:9} {target.name:8} c={concurrency:<3} {mode:6} n={run['requests']:<4} err={run['errors']} "
         f"xtalk={run['cross_talk']} ttft50={run.get('ttft_ms', {}).get('p50')} "
@@ -127,7 +129,8 @@ async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
                     spy.append((name, path, profile.record(proc.popen.pid, path, duration=duration)))
             out["runs"].append(await _measure(target, engine="scripted", concurrency=c, mode="stream",
                                               requests=c * args.rounds, max_tokens=args.tokens,
-                                              cpu_groups=groups[target.name], db=args.database_url))  # fmt: skip
+                                              cpu_groups=groups[target.name], db=args.database_url,
+                                              worker_logs=[w.log_path for w in workers]))  # fmt: skip
             for name, path, popen in spy:
                 if popen is not None:
                     popen.wait(60)
@@ -166,7 +169,8 @@ async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
         for target in (direct, platform):
             out["runs"].append(await _measure(target, engine="llama-cpp", concurrency=c, mode="stream",
                                               requests=max(args.llama_requests, c), max_tokens=args.llama_tokens,
-                                              cpu_groups=groups[target.name], db=args.database_url))  # fmt: skip
+                                              cpu_groups=groups[target.name], db=args.database_url,
+                                              worker_logs=[w.log_path for w in workers]))  # fmt: skip
     topo.remove(workers + [direct_proc])
 
 

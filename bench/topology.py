@@ -113,7 +113,7 @@ def engine_args(engine: str, *, slots: int, rate: float, tokens: int, threads: i
         "--slots",
         str(slots),
         "--log-level",
-        os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
+        os.environ.get("BENCH_WORKER_LOG_LEVEL", "INFO"),
     ]
     if engine == "scripted":
         return args + ["--scripted-rate", str(rate), "--scripted-tokens", str(tokens)]

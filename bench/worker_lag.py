@@ -10,28 +10,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import re
 
-from bench.report import percentile
+from bench.report import percentile, worker_log_times
 from tests.support.processes import ARTIFACTS
-
-LINE = re.compile(r"(\S+ \S+) INFO sogni_worker: job (\S+): (started|done)")
 
 
 def _worker_times(minutes: float) -> tuple[dict[str, float], dict[str, float]]:
     cutoff = datetime.datetime.now().timestamp() - minutes * 60
-    started: dict[str, float] = {}
-    done: dict[str, float] = {}
-    for path in ARTIFACTS.glob("worker-bench-*.log"):
-        if path.stat().st_mtime < cutoff:
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            match = LINE.match(line)
-            if match:
-                when = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
-                stamp = when.replace(tzinfo=datetime.UTC).timestamp()
-                (started if match.group(3) == "started" else done)[match.group(2)] = stamp
-    return started, done
+    return worker_log_times(p for p in ARTIFACTS.glob("worker-bench-*.log") if p.stat().st_mtime >= cutoff)
 
 
 def main() -> None:

@@ -54,7 +54,8 @@ def test_quick_bench_writes_results_with_no_errors_and_no_cross_talk(tmp_path):
             assert run["output_tokens"] == run["requests"] * tokens  # every stream got its whole reply
             assert all(run[m]["p50"] is not None for m in ("ttft_ms", "itl_ms", "e2e_ms"))
             if run["target"] == "platform":  # where the platform's TTFT goes, from its job rows
-                assert set(run["ttft_phases_ms"]) == {"open", "dispatch", "worker", "relay"}
+                phases = {"open", "dispatch", "worker", "relay", "to_worker", "worker_to_socket"}
+                assert set(run["ttft_phases_ms"]) == phases
         else:
             assert run["output_tokens"] == run["requests"]  # max_tokens 1
     assert run["cpu_s"].keys() >= {"total"}
