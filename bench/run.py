@@ -25,9 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--name", default=None, help="results file name (default: daphne-<UTC time>, quick-… in --quick)"
-    )
+    parser.add_argument("--name", default=None, help="results file name (default: <server>[-quick]-<UTC time>)")
     parser.add_argument("--quick", action="store_true", help="smoke run: concurrency 1 and 2, few requests, no llama")
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None)
@@ -41,7 +39,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--llama-tokens", type=int, default=128)
     parser.add_argument("--llama-threads", type=int, default=1,
                         help="llama.cpp threads (default 1: one core stays for the platform)")  # fmt: skip
-    parser.add_argument("--profile", action="store_true", help="py-spy the server and Celery at concurrency 32")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server, Celery and a worker at 32")
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sogni_bench")
     )
@@ -55,7 +53,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         args.rounds, args.no_llama, args.tokens, args.rate = 2, True, min(args.tokens, 8), max(args.rate, 200)
     args.concurrency = args.concurrency or [1, 8, 32, 128]
     args.name = (
-        args.name or f"{'quick' if args.quick else args.server}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        args.name or f"{args.server}{'-quick' if args.quick else ''}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     )
     return args
 
