@@ -28,6 +28,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", default=None, help="results file name (default: <server>[-quick]-<UTC time>)")
     parser.add_argument("--quick", action="store_true", help="smoke run: concurrency 1 and 2, few requests, no llama")
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
+    parser.add_argument("--server-processes", type=int, default=1, help="uvicorn --workers (default 1)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None)
     parser.add_argument("--rounds", type=int, default=4, help="streams per concurrent client (default 4)")
     parser.add_argument("--worker-slots", type=int, default=8, help="slots per scripted sogni-worker (default 8)")
@@ -184,6 +185,7 @@ async def main_async(args) -> dict:
         "load_average_start": topology.load_average(),
         "config": {
             "server": args.server,
+            "server_processes": args.server_processes,
             "concurrency": args.concurrency,
             "rounds": args.rounds,
             "quick": args.quick,
@@ -198,7 +200,7 @@ async def main_async(args) -> dict:
     try:
         celery = topology.start_celery(env)
         topo.add(celery)
-        server = topology.start_server(env, server=args.server)
+        server = topology.start_server(env, server=args.server, processes=args.server_processes)
         topo.add(server)
         await _scripted(args, env, keys, server, celery, topo, out)
         if not args.no_llama:

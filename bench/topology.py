@@ -81,7 +81,7 @@ def _wait_http(process: Process, url: str) -> None:
     wait_until(ready, timeout=90, interval=0.1, what=url)
 
 
-def start_server(env: dict[str, str], *, server: str) -> Process:
+def start_server(env: dict[str, str], *, server: str, processes: int = 1) -> Process:
     port = free_port()
     if server == "daphne":
         args = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", "/dev/null"]
@@ -89,6 +89,10 @@ def start_server(env: dict[str, str], *, server: str) -> Process:
         args = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
                 "--no-access-log", "--log-level", "warning", "--ws", "websockets-sansio", "--loop", "uvloop",
                 "--http", "httptools"]  # fmt: skip
+    if processes > 1:
+        if server != "uvicorn":
+            raise ValueError("several server processes: uvicorn only (daphne needs a process manager)")
+        args += ["--workers", str(processes)]
     process = start_process(server, [*args, "sogni_platform.asgi:application"], env)
     process.extra["url"] = f"http://127.0.0.1:{port}"
     _wait_http(process, f"{process.extra['url']}/healthz")
@@ -175,11 +179,23 @@ class Topology:
         self.processes.clear()
 
 
+def _descendants(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            out += [child, *_descendants(child)]
+    return out
+
+
 def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes (their threads included), from /proc."""
+    """utime + stime of these processes and their live children (threads included), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in pids:
+    for pid in {p for root in pids for p in (root, *_descendants(root))}:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
