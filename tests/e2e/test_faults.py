@@ -248,6 +248,19 @@ def test_a_client_that_disconnects_gets_its_job_cancelled_on_the_worker(fault_pl
     ledger_is_sound()
 
 
+def supervise(platform, stop: threading.Event, restarts: list[float]) -> None:
+    """What systemd's Restart=always does in production: restart the Celery worker if it exits.
+
+    kombu (5.7) can exit the worker with "Unrecoverable error: AttributeError ... 'hostname'" when the
+    broker connection drops while acks_late tasks are unacknowledged (restore_unacked on close).
+    """
+    while not stop.is_set():
+        if not platform.celery.alive():
+            restarts.append(time.monotonic())
+            platform.celery = start_celery(platform.env, concurrency=4)
+        time.sleep(0.1)
+
+
 def test_requests_succeed_again_soon_after_redis_restarts_under_load_and_nothing_stays_open(
     fault_platform, redis_server, pool, user
 ):
@@ -256,6 +269,9 @@ def test_requests_succeed_again_soon_after_redis_restarts_under_load_and_nothing
     client = client_for(fault_platform, user, timeout=30)
     outcomes: list[tuple[float, float, bool]] = []  # (started, ended, succeeded)
     stop = threading.Event()
+    restarts: list[float] = []
+    supervisor = threading.Thread(target=supervise, args=(fault_platform, stop, restarts))
+    supervisor.start()
 
     def load() -> None:
         while not stop.is_set():
@@ -285,11 +301,14 @@ def test_requests_succeed_again_soon_after_redis_restarts_under_load_and_nothing
         )
     finally:
         stop.set()
-        for thread in threads:
+        for thread in [*threads, supervisor]:
             thread.join(60)
 
     first_ok = min(ended for started, ended, ok in outcomes if ok and started >= back)
-    assert first_ok - back < 10, f"the first request after the restart succeeded {first_ok - back:.1f} s later"
+    assert first_ok - back < 10, (
+        f"the first request after the restart succeeded {first_ok - back:.1f} s later "
+        f"(Celery worker restarts: {len(restarts)})"
+    )
     # The reaper (and each request's own queue timeout) leave no job or hold open.
     wait_until(lambda: not open_jobs() and not open_holds(), timeout=60, what="no job or hold open")
     ledger_is_sound()
