@@ -16,7 +16,16 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.charging_checks import balances, entries_of, held, ledger_is_sound, limits_lifted, sogni_rate_set
+from tests.e2e.charging_checks import (
+    balances,
+    entries_of,
+    expected_usd,
+    held,
+    in_tokens,
+    ledger_is_sound,
+    limits_lifted,
+    sogni_rate_set,
+)
 from tests.support.fixtures import LivePlatform
 from tests.support.processes import (
     ARTIFACTS,
@@ -174,9 +183,11 @@ def test_a_worker_killed_after_its_first_token_ends_the_stream_with_an_error_and
     job = Job.objects.get()
     assert job.status == Job.Status.FAILED
     assert 2 <= job.completion_tokens < 200
-    # Billed for the delivered completion tokens only; the worker earns nothing for a failed job.
-    charged = -entries_of(job)["charge"]
-    assert 0 < charged
+    # Billed for the delivered completion tokens only (no prompt: the job never finished); the
+    # worker earns nothing for a failed job.
+    prices = client_for(fault_platform, user).models.retrieve(SCRIPTED).model_extra["pricing"]
+    usd = expected_usd(prices, prompt_tokens=0, completion_tokens=job.completion_tokens)
+    assert -entries_of(job)["charge"] == in_tokens(usd, "spark", paying=True) > 0
     from billing.models import Hold
 
     hold = Hold.objects.get(job_id=str(job.id))
