@@ -110,7 +110,7 @@ def _reap_one(job_id, now: datetime) -> str | None:
             return None  # renewed meanwhile
         worker_id, channel_name = job.worker_id, job.worker_channel
         _revoke_on_commit(job, channel_name)  # before a kick, so the worker hears it first
-        _worker_silence(worker_id, channel_name, now)
+        silent = _worker_silence(worker_id, channel_name, now)
         if too_long:
             code, outcome = "job_timeout", "timed_out"
             message = f"The job ran longer than the {settings.JOB_MAX_DURATION_SECONDS:g} s limit."
@@ -118,7 +118,8 @@ def _reap_one(job_id, now: datetime) -> str | None:
             job.lease_expires_at = None
             job.save(update_fields=["lease_expires_at"])
             _requeue(job, reason="the worker went silent before the first token (lease expired)")
-            worker_fault_record(worker_id=worker_id, kind="aborted")
+            if silent:  # a worker still heartbeating may never have received the job (a lost message)
+                worker_fault_record(worker_id=worker_id, kind="aborted")
             return "requeued"
         else:
             code, outcome = "worker_timeout", "failed"

@@ -174,3 +174,23 @@ def test_orphaned_holds_are_released_after_the_grace_period_and_live_ones_kept(p
     assert statuses[recent.job_id] == Hold.Status.OPEN
     assert statuses[str(queued.id)] == Hold.Status.OPEN
     assert ledger_invariant_violations() == []
+
+
+def test_a_heartbeating_worker_that_never_started_a_job_keeps_its_place_and_the_job_is_requeued(
+    platform, operator, customer
+):
+    platform.JOB_LEASE_SECONDS = 5
+    worker = register(operator.user, "lost-message", slots=2)
+    reply = new_channel()
+    job = held_job(customer.user, reply)
+    # The job.assign message never reached it (say Redis restarted), but it keeps heartbeating.
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+    message = reap_and_read(reply)
+
+    assert message["type"] == REPLY_REQUEUED
+    job.refresh_from_db()
+    # Re-dispatched, and the online worker with a free slot may take it again.
+    assert (job.status, job.attempts) == (Job.Status.ASSIGNED, 2)
+    worker.refresh_from_db()
+    assert (worker.status, worker.in_flight, worker.jobs_aborted) == (Worker.Status.ONLINE, 1, 0)
