@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import TokenType, TokenTypePreference, User
+from billing.escrow import escrow_probation_ends
 from billing.models import ZERO, AccountDebt, DailyBonusClaim, Hold, LedgerEntry, TopUp, Wallet
 from billing.pricing import (
     SPARK_USD,
@@ -23,7 +24,7 @@ from billing.pricing import (
     usd_to_tokens,
     worker_reward_share,
 )
-from billing.selectors import escrow_wallet_ids, next_daily_bonus_at, wallet_escrowed
+from billing.selectors import next_daily_bonus_at
 from sogni_platform.exceptions import ApiError, InsufficientBalance, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -242,35 +243,6 @@ def _reward(locked: dict[int, Wallet], *, worker_owner: User | None, usd_charged
     memo = "In escrow until the probation period ends" if escrow else ""
     _post(wallet, kind=Kind.REWARD, key=f"reward:{job_id}", amount=reward, held_change=escrow, job_id=job_id, memo=memo)
     return reward
-
-
-def escrow_probation_ends(*, wallet: Wallet) -> datetime.datetime:
-    """Probation runs WORKER_PROBATION_DAYS from the owner's first reward (now, for a first one)."""
-    first = LedgerEntry.objects.filter(wallet=wallet, kind=Kind.REWARD).order_by("id").values("created_at").first()
-    start = first["created_at"] if first else timezone.now()
-    return start + datetime.timedelta(days=settings.WORKER_PROBATION_DAYS)
-
-
-def escrow_release_due(*, now: datetime.datetime | None = None) -> int:
-    """Make escrowed rewards available for every owner whose probation has ended; how many wallets."""
-    now = now or timezone.now()
-    released = 0
-    for wallet_id in escrow_wallet_ids():
-        with transaction.atomic():
-            wallet = Wallet.objects.select_for_update().get(pk=wallet_id)
-            escrowed = wallet_escrowed(wallet=wallet)
-            if escrowed <= 0 or escrow_probation_ends(wallet=wallet) > now:
-                continue
-            last = LedgerEntry.objects.filter(wallet=wallet).order_by("-id").values_list("id", flat=True).first()
-            _post(
-                wallet,
-                kind=Kind.ESCROW_RELEASE,
-                key=f"escrow_release:{wallet.pk}:{last}",
-                held_change=-escrowed,
-                memo="Probation ended: worker earnings available",
-            )
-            released += 1
-    return released
 
 
 @transaction.atomic

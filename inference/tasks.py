@@ -35,6 +35,6 @@ def reap_leases_task() -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def release_escrow_task() -> None:
     """Periodic (Celery beat): worker earnings whose probation ended become available."""
-    from billing.services import escrow_release_due
+    from billing.escrow import escrow_release_due
 
     escrow_release_due()

@@ -9,9 +9,10 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import TokenType
+from billing.escrow import escrow_release_due
 from billing.models import LedgerEntry, Wallet
 from billing.selectors import ledger_invariant_violations, wallet_escrowed
-from billing.services import escrow_release_due, job_hold, job_settle
+from billing.services import job_hold, job_settle
 from inference.models import LlmModel
 from inference.tasks import release_escrow_task
 
