@@ -1,7 +1,6 @@
 """The operator console: staff only; what it shows for known rows; its three actions through the owners' services."""
 
 import re
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -13,7 +12,8 @@ from accounts.selectors import api_key_authenticate
 from accounts.services import api_key_reveal
 from billing.models import LedgerEntry, Wallet
 from inference.models import Job, Worker
-from inference.services import job_create, job_dispatch, worker_register
+from inference.services import job_dispatch
+from tests.inference.platform import job_queued, worker_online
 from tests.usage.factories import QWEN, SMOLLM2, days_ago, job_make, sogni_grant, worker_make
 
 pytestmark = pytest.mark.django_db
@@ -25,35 +25,6 @@ PAGES = [
     ("console:revenue", {}),
     ("console:accounts", {}),
 ]
-
-
-def _register(owner, name: str, *, slots: int = 1) -> Worker:
-    return worker_register(
-        owner=owner,
-        name=name,
-        model_ids=[SMOLLM2],
-        slots=slots,
-        engine="test",
-        version="1",
-        hardware={},
-        channel_name=f"test.channel!{name}",
-    ).worker
-
-
-def _queued_job(user) -> Job:
-    from inference.models import LlmModel
-
-    return job_create(
-        user=user,
-        model=LlmModel.objects.get(pk=SMOLLM2),
-        public_id=f"chatcmpl-{uuid.uuid4().hex}",
-        request={"messages": [{"role": "user", "content": "hi"}]},
-        stream=False,
-        max_tokens=8,
-        prompt_tokens_estimate=8,
-        token_type="spark",
-        reply_channel="test!reply",
-    )
 
 
 @pytest.mark.parametrize(("name", "kwargs"), PAGES)
@@ -75,7 +46,7 @@ def test_staff_see_every_page(ops, catalog, name, kwargs):
 
 
 def test_non_staff_cannot_ban(client, catalog, make_user):
-    worker = _register(make_user("owner@example.com"), "w")
+    worker = worker_online(make_user("owner@example.com"), "w")
     client.force_login(make_user("mallory@example.com"))
     client.post(reverse("console:worker-ban", args=[worker.pk]))
     worker.refresh_from_db()
@@ -84,7 +55,7 @@ def test_non_staff_cannot_ban(client, catalog, make_user):
 
 def test_overview_shows_online_workers_load_queue_depth_and_jobs_by_status(ops, catalog, make_user):
     owner, user = make_user("owner@example.com"), make_user("user@example.com")
-    busy = _register(owner, "busy-box", slots=4)
+    busy = worker_online(owner, "busy-box", slots=4)
     Worker.objects.filter(pk=busy.pk).update(in_flight=3)
     worker_make(owner=owner, name="gone-box")  # offline: not listed
     for _ in range(2):
@@ -109,20 +80,20 @@ def test_overview_shows_online_workers_load_queue_depth_and_jobs_by_status(ops, 
 
 def test_ban_sets_status_and_dispatch_never_picks_the_banned_worker(ops, catalog, make_user):
     owner, user = make_user("owner@example.com"), make_user("user@example.com")
-    banned = _register(owner, "bad-box", slots=4)
-    good = _register(owner, "good-box", slots=1)
+    banned = worker_online(owner, "bad-box", slots=4)
+    good = worker_online(owner, "good-box", slots=1)
     # bad-box would win on load (least loaded, most slots): only the ban keeps jobs off it.
     response = ops.post(reverse("console:worker-ban", args=[banned.pk]), {"next": reverse("console:overview")})
     assert response.status_code == 302 and response["Location"] == reverse("console:overview")
     banned.refresh_from_db()
     assert banned.status == Worker.Status.BANNED
 
-    first = _queued_job(user)
+    first = job_queued(user)
     assert job_dispatch(job_id=first.id) is True
     first.refresh_from_db()
     assert first.worker_id == good.pk
 
-    second = _queued_job(user)  # good-box's only slot is taken now
+    second = job_queued(user)  # good-box's only slot is taken now
     assert job_dispatch(job_id=second.id) is False
     second.refresh_from_db()
     assert second.status == Job.Status.QUEUED and second.worker_id is None
@@ -135,7 +106,7 @@ def test_ban_sets_status_and_dispatch_never_picks_the_banned_worker(ops, catalog
 
 
 def test_ban_needs_a_post_with_a_csrf_token(staff, catalog, make_user):
-    worker = _register(make_user("owner@example.com"), "w")
+    worker = worker_online(make_user("owner@example.com"), "w")
     client = Client(enforce_csrf_checks=True)
     client.force_login(staff)
     assert client.get(reverse("console:worker-ban", args=[worker.pk])).status_code == 405
@@ -145,7 +116,7 @@ def test_ban_needs_a_post_with_a_csrf_token(staff, catalog, make_user):
 
 
 def test_staff_without_the_permission_cannot_act(client, catalog, make_user):
-    worker = _register(make_user("owner@example.com"), "w")
+    worker = worker_online(make_user("owner@example.com"), "w")
     junior = make_user("junior@example.com")
     junior.is_staff = True
     junior.save(update_fields=["is_staff"])

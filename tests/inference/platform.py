@@ -18,6 +18,45 @@ SMOLLM2 = "smollm2-135m-instruct-q4_1"
 QWEN = "qwen3.5-35b-a3b-gguf-q4km"
 
 
+def worker_online(owner, name: str, *, slots: int = 1, models=(SMOLLM2,), channel: str | None = None):
+    """A worker registered as if its socket had said hello (no socket: dispatch sends go nowhere)."""
+    import uuid
+
+    from inference.services import worker_register
+
+    return worker_register(
+        owner=owner,
+        name=name,
+        model_ids=list(models),
+        slots=slots,
+        engine="test",
+        version="0",
+        hardware={},
+        channel_name=channel or f"test.worker.{uuid.uuid4().hex}",
+    ).worker
+
+
+def job_queued(user, *, model_id: str = SMOLLM2, reply_channel: str | None = None):
+    """A queued job as the chat view creates it (without a hold); dispatch follows on commit."""
+    import uuid
+
+    from inference.models import LlmModel
+    from inference.openai.responses import completion_id
+    from inference.services import job_create
+
+    return job_create(
+        user=user,
+        model=LlmModel.objects.get(id=model_id),
+        public_id=completion_id(),
+        request={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
+        stream=True,
+        max_tokens=16,
+        prompt_tokens_estimate=10,
+        token_type="auto",
+        reply_channel=reply_channel or f"test.reply.{uuid.uuid4().hex}",
+    )
+
+
 def run(scenario, *args, **kwargs):
     return async_to_sync(scenario)(*args, **kwargs)
 

@@ -2,7 +2,6 @@
 
 import random
 import threading
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,44 +12,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from inference.models import Job, LlmModel, Worker
-from inference.openai.responses import completion_id
 from inference.relay import WORKER_JOB_ASSIGN, ReplyReader
 from inference.services import (
-    job_create,
     job_dispatch,
     job_finish,
     jobs_dispatch_queued,
-    worker_register,
     worker_set_draining,
 )
-from tests.inference.platform import QWEN, SMOLLM2, run
-
-
-def register(owner, name: str, *, slots: int, models=(SMOLLM2,), channel: str | None = None) -> Worker:
-    return worker_register(
-        owner=owner,
-        name=name,
-        model_ids=list(models),
-        slots=slots,
-        engine="test",
-        version="0",
-        hardware={},
-        channel_name=channel or f"test.worker.{uuid.uuid4().hex}",
-    ).worker
-
-
-def create_job(user, *, model_id: str = SMOLLM2) -> Job:
-    return job_create(
-        user=user,
-        model=LlmModel.objects.get(id=model_id),
-        public_id=completion_id(),
-        request={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
-        stream=True,
-        max_tokens=16,
-        prompt_tokens_estimate=10,
-        token_type="auto",
-        reply_channel=f"test.reply.{uuid.uuid4().hex}",
-    )
+from tests.inference.platform import QWEN, SMOLLM2, job_queued, run, worker_online
 
 
 def assigned_to(job: Job) -> str | None:
@@ -63,8 +32,8 @@ def test_least_loaded_worker_first_within_its_slots(platform, operator, customer
         layer = get_channel_layer()
         channels = {name: await layer.new_channel() for name in ("w1", "w2")}
         for name, channel in channels.items():
-            await sync_to_async(register)(operator.user, name, slots=2, channel=channel)
-        jobs = [await sync_to_async(create_job)(customer.user) for _ in range(5)]
+            await sync_to_async(worker_online)(operator.user, name, slots=2, channel=channel)
+        jobs = [await sync_to_async(job_queued)(customer.user) for _ in range(5)]
         received = {}
         for name, channel in channels.items():
             reader = ReplyReader(channel)
@@ -98,35 +67,35 @@ def test_least_loaded_worker_first_within_its_slots(platform, operator, customer
 
 
 def test_the_job_goes_to_the_worker_with_the_fewest_jobs(platform, operator, customer):
-    busy = register(operator.user, "busy", slots=4)
+    busy = worker_online(operator.user, "busy", slots=4)
     for _ in range(2):
-        create_job(customer.user)
-    idle = register(operator.user, "idle", slots=1)
+        job_queued(customer.user)
+    idle = worker_online(operator.user, "idle", slots=1)
     assert (Worker.objects.get(pk=busy.pk).in_flight, Worker.objects.get(pk=idle.pk).in_flight) == (2, 0)
-    assert assigned_to(create_job(customer.user)) == "idle"
-    assert assigned_to(create_job(customer.user)) == "busy"
+    assert assigned_to(job_queued(customer.user)) == "idle"
+    assert assigned_to(job_queued(customer.user)) == "busy"
 
 
 def test_dispatch_only_uses_workers_that_can_take_the_job(platform, operator, customer):
-    draining = register(operator.user, "draining", slots=4)
+    draining = worker_online(operator.user, "draining", slots=4)
     worker_set_draining(worker_id=draining.pk, channel_name=draining.channel_name)
-    stale = register(operator.user, "stale", slots=4)
+    stale = worker_online(operator.user, "stale", slots=4)
     Worker.objects.filter(pk=stale.pk).update(last_heartbeat=timezone.now() - timedelta(minutes=5))
-    register(operator.user, "other-model", slots=4, models=[QWEN])
-    banned = register(operator.user, "banned", slots=4)
+    worker_online(operator.user, "other-model", slots=4, models=[QWEN])
+    banned = worker_online(operator.user, "banned", slots=4)
     Worker.objects.filter(pk=banned.pk).update(status=Worker.Status.BANNED)
 
-    job = create_job(customer.user)
+    job = job_queued(customer.user)
     assert assigned_to(job) is None
     assert not job_dispatch(job_id=job.id)
 
-    register(operator.user, "fresh", slots=1)  # connecting dispatches what waits for its models
+    worker_online(operator.user, "fresh", slots=1)  # connecting dispatches what waits for its models
     assert assigned_to(job) == "fresh"
 
 
 def test_only_the_holding_connection_can_finish_a_job(platform, operator, customer):
-    worker = register(operator.user, "w", slots=1)
-    job = create_job(customer.user)
+    worker = worker_online(operator.user, "w", slots=1)
+    job = job_queued(customer.user)
     finish = dict(finish_reason="stop", prompt_tokens=1, completion_tokens=1, reasoning_tokens=0)
     assert job_finish(job_id=job.id, channel_name="test.someone-else", **finish) is None
     job.refresh_from_db()
@@ -138,7 +107,7 @@ def test_only_the_holding_connection_can_finish_a_job(platform, operator, custom
 
 
 def test_in_flight_cannot_exceed_slots(platform, operator):
-    worker = register(operator.user, "w", slots=2)
+    worker = worker_online(operator.user, "w", slots=2)
     with pytest.raises(IntegrityError), transaction.atomic():
         Worker.objects.filter(pk=worker.pk).update(in_flight=F("slots") + 1)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -149,8 +118,8 @@ def test_in_flight_cannot_exceed_slots(platform, operator):
 def test_concurrent_dispatch_never_overfills_a_worker(platform, operator, customer):
     slots = {"one": 1, "two": 2, "three": 3}
     # Registered for another model first, so the queue builds up with nobody to take it.
-    workers = [register(operator.user, name, slots=n, models=[QWEN]) for name, n in slots.items()]
-    jobs = [create_job(customer.user) for _ in range(20)]
+    workers = [worker_online(operator.user, name, slots=n, models=[QWEN]) for name, n in slots.items()]
+    jobs = [job_queued(customer.user) for _ in range(20)]
     assert Job.objects.filter(status=Job.Status.QUEUED).count() == 20
     smollm2 = LlmModel.objects.get(id=SMOLLM2)
     for worker in workers:
