@@ -17,13 +17,12 @@ from inference.relay import REPLY_ERROR, REPLY_REQUEUED, ReplyReader
 from inference.services import job_mark_running
 from inference.services.leases import holds_release_orphaned, job_lease_renew, jobs_lease_renew
 from inference.tasks import reap_leases_task
-from tests.inference.platform import SMOLLM2, run
-from tests.inference.test_reaping import create_job, register
+from tests.inference.platform import SMOLLM2, job_queued, run, worker_online
 
 
 def held_job(user, reply_channel: str) -> Job:
     """A queued-then-dispatched job with its billing hold, as the chat view opens it."""
-    job = create_job(user, reply_channel)
+    job = job_queued(user, reply_channel=reply_channel)
     job_hold(
         user=user,
         job_id=str(job.id),
@@ -61,8 +60,8 @@ def new_channel() -> str:
 
 def test_assignment_takes_a_lease_and_the_first_token_and_heartbeats_renew_it(platform, operator, customer):
     platform.JOB_LEASE_SECONDS = 30
-    worker = register(operator.user, "leased")
-    job = create_job(customer.user, new_channel())
+    worker = worker_online(operator.user, "leased")
+    job = job_queued(customer.user, reply_channel=new_channel())
     job.refresh_from_db()
     assert job.status == Job.Status.ASSIGNED
     assert timedelta(seconds=25) < job.lease_expires_at - job.assigned_at <= timedelta(seconds=30)
@@ -89,11 +88,11 @@ def test_assignment_takes_a_lease_and_the_first_token_and_heartbeats_renew_it(pl
 
 def test_a_job_whose_worker_went_silent_before_the_first_token_goes_to_another_worker(platform, operator, customer):
     platform.JOB_LEASE_SECONDS = 5
-    silent = register(operator.user, "silent")
+    silent = worker_online(operator.user, "silent")
     reply = new_channel()
     job = held_job(customer.user, reply)
     assert job.worker_id == silent.pk
-    other = register(operator.user, "other")
+    other = worker_online(operator.user, "other")
     go_silent(silent, job=job)
 
     message = reap_and_read(reply)
@@ -111,7 +110,7 @@ def test_a_job_whose_worker_went_silent_before_the_first_token_goes_to_another_w
 
 def test_a_job_that_had_streamed_fails_and_is_charged_only_for_the_tokens_delivered(platform, operator, customer):
     platform.JOB_LEASE_SECONDS = 5
-    worker = register(operator.user, "streamer")
+    worker = worker_online(operator.user, "streamer")
     reply = new_channel()
     job = held_job(customer.user, reply)
     job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=timezone.now())
@@ -135,7 +134,7 @@ def test_a_job_that_had_streamed_fails_and_is_charged_only_for_the_tokens_delive
 
 def test_a_job_past_the_maximum_duration_fails_even_with_a_fresh_lease(platform, operator, customer):
     platform.JOB_MAX_DURATION_SECONDS = 60
-    worker = register(operator.user, "slowpoke")
+    worker = worker_online(operator.user, "slowpoke")
     reply = new_channel()
     job = held_job(customer.user, reply)
     job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=timezone.now())
@@ -180,7 +179,7 @@ def test_a_heartbeating_worker_that_never_started_a_job_keeps_its_place_and_the_
     platform, operator, customer
 ):
     platform.JOB_LEASE_SECONDS = 5
-    worker = register(operator.user, "lost-message", slots=2)
+    worker = worker_online(operator.user, "lost-message", slots=2)
     reply = new_channel()
     job = held_job(customer.user, reply)
     # The job.assign message never reached it (say Redis restarted), but it keeps heartbeating.

@@ -9,8 +9,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from inference.models import Job, Worker
-from tests.inference.platform import WorkerSocket, run
-from tests.inference.test_reaping import create_job
+from tests.inference.platform import WorkerSocket, job_queued, run
 
 
 def job_row(job_id: str) -> Job:
@@ -24,7 +23,7 @@ def test_heartbeats_and_deltas_renew_the_lease_and_record_delivered_tokens(platf
     async def scenario():
         socket = WorkerSocket(operator.key)
         await socket.hello(name="renewer")
-        await sync_to_async(create_job)(customer.user, "reply.nowhere")
+        await sync_to_async(job_queued)(customer.user, reply_channel="reply.nowhere")
         job_id = (await socket.job())["job_id"]
 
         await sync_to_async(Job.objects.filter(pk=job_id).update)(lease_expires_at=timezone.now())
@@ -56,7 +55,7 @@ def test_in_the_embedded_mode_the_watchdog_reaps_a_lapsed_lease_and_closes_the_s
     async def scenario():
         socket = WorkerSocket(operator.key)
         await socket.hello(name="stuck")
-        job = await sync_to_async(create_job)(customer.user, "reply.nowhere")
+        job = await sync_to_async(job_queued)(customer.user, reply_channel="reply.nowhere")
         assert (await socket.job())["job_id"] == str(job.id)
         past = timezone.now() - timedelta(seconds=10)
         await sync_to_async(Job.objects.filter(pk=job.id).update)(lease_expires_at=past)

@@ -9,7 +9,7 @@ from inference.models import Job, Worker
 from inference.services import job_finish, job_mark_running
 from inference.services.trust import job_outcome_record, worker_fault_record, worker_unpause
 from inference.usage.selectors import worker_state
-from tests.inference.test_reaping import create_job, register
+from tests.inference.platform import job_queued, worker_online
 
 
 def finish(worker: Worker, job: Job, *, tokens: int, ttft: float, seconds: float) -> Job:
@@ -32,8 +32,8 @@ def finish(worker: Worker, job: Job, *, tokens: int, ttft: float, seconds: float
 
 
 def test_a_completed_job_adds_to_the_workers_statistics(platform, operator, customer):
-    worker = register(operator.user, "steady")
-    job = create_job(customer.user, "reply.nowhere")
+    worker = worker_online(operator.user, "steady")
+    job = job_queued(customer.user, reply_channel="reply.nowhere")
     finish(worker, job, tokens=16, ttft=0.25, seconds=0.5)
 
     worker.refresh_from_db()
@@ -48,13 +48,13 @@ def test_a_completed_job_adds_to_the_workers_statistics(platform, operator, cust
 
 def test_implausible_throughput_is_flagged(platform, operator, customer):
     platform.WORKER_MAX_PLAUSIBLE_TPS = 2000
-    worker = register(operator.user, "too-fast", slots=2)
-    plausible = create_job(customer.user, "reply.a")
+    worker = worker_online(operator.user, "too-fast", slots=2)
+    plausible = job_queued(customer.user, reply_channel="reply.a")
     finish(worker, plausible, tokens=64, ttft=0.1, seconds=0.5)  # 128 tokens/s
     worker.refresh_from_db()
     assert worker.flagged_reason == ""
 
-    suspicious = create_job(customer.user, "reply.b")
+    suspicious = job_queued(customer.user, reply_channel="reply.b")
     finish(worker, suspicious, tokens=64, ttft=0.1, seconds=0.01)  # 6400 tokens/s
     worker.refresh_from_db()
     assert "6400 tokens/s" in worker.flagged_reason
@@ -62,7 +62,7 @@ def test_implausible_throughput_is_flagged(platform, operator, customer):
 
 def test_a_worker_failing_too_often_within_an_hour_is_paused_and_gets_no_jobs(platform, operator, customer):
     platform.WORKER_MAX_FAILURES_PER_HOUR = 5
-    flaky = register(operator.user, "flaky")
+    flaky = worker_online(operator.user, "flaky")
     long_ago = timezone.now() - timedelta(hours=2)
     # Faults an hour apart do not add up.
     for _ in range(5):
@@ -75,25 +75,25 @@ def test_a_worker_failing_too_often_within_an_hour_is_paused_and_gets_no_jobs(pl
     assert (flaky.jobs_failed, flaky.jobs_aborted) == (6, 5)
     assert worker_state(flaky) == "paused"  # what its owner's Workers page and the console show
     assert flaky.paused_until > timezone.now() + timedelta(minutes=59)
-    job = create_job(customer.user, "reply.nowhere")
+    job = job_queued(customer.user, reply_channel="reply.nowhere")
     job.refresh_from_db()
     assert (job.status, job.worker_id) == (Job.Status.QUEUED, None)  # its only worker is paused
 
     worker_unpause(worker=flaky)
-    second = create_job(customer.user, "reply.elsewhere")
+    second = job_queued(customer.user, reply_channel="reply.elsewhere")
     second.refresh_from_db()
     assert second.worker_id == flaky.pk
 
 
 def test_dispatch_prefers_healthy_then_less_loaded_then_faster_workers(platform, operator, customer):
-    unhealthy = register(operator.user, "a-unhealthy", slots=4)
-    slow = register(operator.user, "b-slow", slots=4)
-    fast = register(operator.user, "c-fast", slots=4)
+    unhealthy = worker_online(operator.user, "a-unhealthy", slots=4)
+    slow = worker_online(operator.user, "b-slow", slots=4)
+    fast = worker_online(operator.user, "c-fast", slots=4)
     Worker.objects.filter(pk=unhealthy.pk).update(jobs_completed=5, jobs_failed=5)
     Worker.objects.filter(pk=slow.pk).update(jobs_completed=10, tokens_generated=100, generation_ms_total=10_000)
     Worker.objects.filter(pk=fast.pk).update(jobs_completed=10, tokens_generated=1000, generation_ms_total=10_000)
 
-    jobs = [create_job(customer.user, f"reply.{n}") for n in range(3)]
+    jobs = [job_queued(customer.user, reply_channel=f"reply.{n}") for n in range(3)]
     for job in jobs:
         job.refresh_from_db()
 
@@ -110,7 +110,7 @@ def test_an_operator_lifts_a_pause_from_the_admin(platform, operator, customer):
     User.objects.create_superuser("admin@example.com", "admin-password-123")
     admin = Client()
     assert admin.login(username="admin@example.com", password="admin-password-123")
-    paused = register(operator.user, "paused")
+    paused = worker_online(operator.user, "paused")
     Worker.objects.filter(pk=paused.pk).update(paused_until=timezone.now() + timedelta(hours=1), faults_in_window=6)
 
     listing = admin.get("/admin/inference/worker/").content.decode()
@@ -120,6 +120,6 @@ def test_an_operator_lifts_a_pause_from_the_admin(platform, operator, customer):
 
     paused.refresh_from_db()
     assert (paused.paused_until, paused.faults_in_window) == (None, 0)
-    job = create_job(customer.user, "reply.nowhere")
+    job = job_queued(customer.user, reply_channel="reply.nowhere")
     job.refresh_from_db()
     assert job.worker_id == paused.pk
