@@ -68,20 +68,37 @@ class ReplyReader:
     def __init__(self, channel: str):
         self.channel = channel
         self._layer = get_channel_layer()
+        self._receive_nowait = getattr(self._layer, "receive_nowait", None)  # sogni_platform.channel_layers
         self._pending: asyncio.Future | None = None
+        self._ready: dict | None = None
+
+    def ready(self) -> bool:
+        """True if a message can be read without waiting."""
+        if self._ready is not None:
+            return True
+        if self._pending is not None:
+            return self._pending.done()
+        if self._receive_nowait is not None:
+            self._ready = self._receive_nowait(self.channel)
+        return self._ready is not None
 
     async def next(self, timeout: float | None) -> dict | None:
         """The next message, or None if none came within `timeout` seconds."""
+        if self.ready() and self._pending is None:
+            message, self._ready = self._ready, None
+            return message
         if self._pending is None:
             self._pending = asyncio.ensure_future(self._layer.receive(self.channel))
-        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
-        if not done:
-            return None
+        if not self._pending.done():
+            done, _ = await asyncio.wait({self._pending}, timeout=timeout)
+            if not done:
+                return None
         pending, self._pending = self._pending, None
         return pending.result()
 
     async def close(self) -> None:
         """Unsubscribe: cancel a receive that is waiting (draining what is left first)."""
+        self._ready = None
         for _ in range(1000):
             pending = self._pending or asyncio.ensure_future(self._layer.receive(self.channel))
             self._pending = None

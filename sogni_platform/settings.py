@@ -127,12 +127,13 @@ STATIC_URL = "static/"
 # the middleware chain async; STATIC_ROOT only for `collectstatic` in production.
 STATIC_ROOT = env_str("STATIC_ROOT")
 
-# Channel layer: Redis pub/sub when REDIS_URL is set, else in-memory (one process only).
+# Channel layer: Redis pub/sub between processes when REDIS_URL is set (in-process sends skip Redis), else
+# in-memory (one process only).
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "sogni")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "sogni_platform.channel_layers.LocalFirstChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
         }
     }

@@ -1,0 +1,94 @@
+"""The channel layer: Redis pub/sub between processes, a plain queue within one.
+
+A worker's socket and the requests it serves often live in the same server process. A message
+between them then goes straight onto the receiving channel's queue instead of out to Redis and
+back (a PUBLISH, a pub/sub read and two msgpack passes per token). Messages from other processes
+still arrive through Redis, so a channel reads both. Messages sent in-process are not copied:
+senders build a fresh dict per message and never touch it again.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from channels_redis.pubsub import RedisPubSubChannelLayer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _LocalChannel:
+    queue: asyncio.Queue
+    loop: asyncio.AbstractEventLoop
+    pump: asyncio.Task | None = None  # moves what Redis delivers for this channel onto `queue`
+
+
+class LocalFirstChannelLayer:
+    extensions = ["groups", "flush"]
+
+    def __init__(self, **config):
+        self.remote = RedisPubSubChannelLayer(**config)
+        self.local: dict[str, _LocalChannel] = {}
+
+    def __getattr__(self, name):  # groups, flush's helpers, close: the Redis layer's
+        if name == "remote":
+            raise AttributeError(name)
+        return getattr(self.remote, name)
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        name = await self.remote.new_channel(prefix)
+        channel = _LocalChannel(queue=asyncio.Queue(), loop=asyncio.get_running_loop())
+        channel.pump = asyncio.ensure_future(self._pump(name, channel.queue))
+        self.local[name] = channel
+        return name
+
+    async def _pump(self, name: str, queue: asyncio.Queue) -> None:
+        while True:
+            queue.put_nowait(await self.remote.receive(name))
+
+    async def send(self, channel: str, message: dict) -> None:
+        local = self.local.get(channel)
+        if local is None:
+            await self.remote.send(channel, message)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is local.loop:
+            local.queue.put_nowait(message)
+            return
+        try:
+            local.loop.call_soon_threadsafe(local.queue.put_nowait, message)
+        except RuntimeError:  # that loop is gone, and its reader with it
+            self.local.pop(channel, None)
+            await self.remote.send(channel, message)
+
+    def receive_nowait(self, channel: str) -> dict | None:
+        """A message already waiting on a channel of this process, or None."""
+        local = self.local.get(channel)
+        if local is None or local.queue.empty():
+            return None
+        return local.queue.get_nowait()
+
+    async def receive(self, channel: str) -> dict:
+        """The next message. Cancelling a receive gives the channel up (unsubscribes), as the pub/sub
+        layer does: that is how a consumer's channel ends."""
+        local = self.local.get(channel)
+        if local is None or local.loop is not asyncio.get_running_loop():
+            return await self.remote.receive(channel)
+        try:
+            return await local.queue.get()
+        except asyncio.CancelledError:
+            self._discard(channel)
+            raise
+
+    def _discard(self, channel: str) -> None:
+        local = self.local.pop(channel, None)
+        if local is not None and local.pump is not None:
+            local.pump.cancel()  # its pending remote receive is cancelled, which unsubscribes
+
+    async def flush(self) -> None:
+        for channel in list(self.local):
+            self._discard(channel)
+        await self.remote.flush()

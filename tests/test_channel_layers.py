@@ -1,0 +1,94 @@
+"""The channel layer: in-process messages skip Redis; messages from other processes still arrive."""
+
+import asyncio
+import threading
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from django.conf import settings
+
+from sogni_platform.channel_layers import LocalFirstChannelLayer
+
+
+@pytest.fixture
+def redis_client():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+def layer_config():
+    return settings.CHANNEL_LAYERS["default"]["CONFIG"]
+
+
+def publishes(client) -> int:
+    return client.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+
+
+def test_in_process_messages_arrive_in_order_without_touching_redis(redis_client):
+    async def scenario():
+        layer = LocalFirstChannelLayer(**layer_config())
+        channel = await layer.new_channel()
+        before = publishes(redis_client)
+        for number in range(1000):
+            await layer.send(channel, {"type": "job.delta", "number": number})
+        received = [(await layer.receive(channel))["number"] for _ in range(1000)]
+        after = publishes(redis_client)
+        await layer.flush()
+        return received, after - before
+
+    received, published = async_to_sync(scenario)()
+    assert received == list(range(1000))
+    assert published < 50  # other processes on this Redis may publish; these 1000 did not
+
+
+def test_messages_from_another_process_arrive_through_redis():
+    async def scenario():
+        here, elsewhere = LocalFirstChannelLayer(**layer_config()), LocalFirstChannelLayer(**layer_config())
+        channel = await here.new_channel()
+        await elsewhere.send(channel, {"type": "job.done", "from": "elsewhere"})
+        await here.send(channel, {"type": "job.delta", "from": "here"})
+        messages = [await asyncio.wait_for(here.receive(channel), 5) for _ in range(2)]
+        await here.flush()
+        await elsewhere.flush()
+        return sorted(message["from"] for message in messages)
+
+    assert async_to_sync(scenario)() == ["elsewhere", "here"]
+
+
+def test_a_send_from_another_thread_reaches_the_channels_loop():
+    async def scenario():
+        layer = LocalFirstChannelLayer(**layer_config())
+        channel = await layer.new_channel()
+        thread = threading.Thread(target=lambda: asyncio.run(layer.send(channel, {"type": "job.done"})))
+        thread.start()
+        message = await asyncio.wait_for(layer.receive(channel), 5)
+        thread.join()
+        await layer.flush()
+        return message
+
+    assert async_to_sync(scenario)() == {"type": "job.done"}
+
+
+def test_a_cancelled_receive_gives_the_channel_up(redis_client):
+    async def scenario():
+        layer = LocalFirstChannelLayer(**layer_config())
+        channel = await layer.new_channel()
+        subscribed = redis_client.pubsub_numsub(channel)[0][1]
+        waiting = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        for _ in range(100):
+            if redis_client.pubsub_numsub(channel)[0][1] == 0:
+                break
+            await asyncio.sleep(0.02)
+        unsubscribed = redis_client.pubsub_numsub(channel)[0][1] == 0
+        # A late message goes out over Redis to nobody instead of piling up in a dead queue.
+        await layer.send(channel, {"type": "job.delta"})
+        await layer.flush()
+        return subscribed, unsubscribed, channel in layer.local
+
+    assert async_to_sync(scenario)() == (1, True, False)
