@@ -29,7 +29,7 @@ from inference.openai.responses import (
 )
 from inference.relay import ReplyReader
 from inference.selectors import model_has_online_worker, model_resolve
-from inference.services import job_cancel, job_create, job_expire
+from inference.services import job_cancel, job_create, job_dispatch_new, job_expire
 from ratelimits.services import ratelimit_check_request, ratelimit_consume_tokens_async
 from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 
@@ -97,9 +97,10 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             prompt_tokens_estimate=prompt_tokens_estimate,
             token_type=token_type,
             reply_channel=reply_channel,
+            dispatch=False,
         )
-        # The worst case is held before dispatch (which waits for the commit): InsufficientBalance
-        # (402) rolls the job back with it, so nothing is dispatched. Billing's job_id is str(job.id).
+        # The worst case is held before dispatch (whose message to the worker waits for the commit):
+        # InsufficientBalance (402) rolls the job back with it. Billing's job_id is str(job.id).
         job_hold(
             user=api_key.user,
             job_id=str(job.id),
@@ -108,6 +109,7 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             max_tokens=max_tokens,
             token_type=token_type,
         )
+        job_dispatch_new(job)
     return job, model, ratelimit_state
 
 
@@ -186,8 +188,9 @@ class ChatSession:
     async def stream(self) -> AsyncIterator[bytes]:
         """SSE: keep-alive comments while waiting, one event batch per delta (the role chunk with
         the first), then finish (+ usage) and [DONE]. Errors end the stream with an error event
-        and [DONE]."""
+        and [DONE]. Deltas that are already waiting go out in one write."""
         accumulator = self.accumulator
+        out: list[bytes] = []
         try:
             async for message in self._messages(keepalive=settings.SSE_KEEPALIVE_SECONDS):
                 if message is None:
@@ -195,14 +198,18 @@ class ChatSession:
                     continue
                 kind = message["type"]
                 if kind == relay.REPLY_DELTA:
-                    yield b"".join(sse_event(chunk) for chunk in accumulator.feed(message))
+                    out.extend(sse_event(chunk) for chunk in accumulator.feed(message))
                 elif kind == relay.REPLY_DONE:
                     chunks = accumulator.finish(finish_reason=message["finish_reason"], usage=self._usage(message))
-                    yield b"".join(sse_event(chunk) for chunk in chunks) + SSE_DONE
+                    out.extend(sse_event(chunk) for chunk in chunks)
+                    out.append(SSE_DONE)
                 elif kind == relay.REPLY_ERROR:
-                    yield sse_error(job_error(message["code"], message["message"])) + SSE_DONE
+                    out.append(sse_error(job_error(message["code"], message["message"])) + SSE_DONE)
+                if out and (self.ended or not self.reader.ready()):
+                    yield b"".join(out)
+                    out.clear()
         except ApiError as error:
-            yield sse_error(error) + SSE_DONE
+            yield b"".join(out) + sse_error(error) + SSE_DONE
         finally:
             await asyncio.shield(self.close())
 

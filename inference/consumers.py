@@ -237,6 +237,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if job is None:
             await self._drop(frame)
             return
+        # Off the frame loop: the other jobs' deltas need not wait for this one's settlement.
+        self._in_background(self._finish(job, frame))
+
+    async def _finish(self, job: HeldJob, frame: dict) -> None:
         ended = await _db(job_finish)(
             job_id=frame["job_id"],
             channel_name=self.channel_name,
@@ -326,7 +330,12 @@ class WorkerConsumer(AsyncWebsocketConsumer):
     def _in_background(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)
         self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("worker %s: background write failed", self.worker_id, exc_info=task.exception())
 
     async def _watch(self) -> None:
         """Close a connection that never says hello, or goes silent for three heartbeat intervals."""

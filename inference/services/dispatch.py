@@ -96,6 +96,13 @@ def job_dispatch(*, job_id: str | uuid.UUID) -> bool:
         return _assign(job)
 
 
+def job_dispatch_new(job: Job) -> None:
+    """A job created in the caller's transaction: claim a worker now if one has room, so the first
+    token does not wait for a Celery hop; otherwise Celery dispatches it after commit."""
+    if not _assign(job):
+        dispatch_job_on_commit(job.id)
+
+
 def jobs_dispatch_queued(*, model_id: str, limit: int = 256) -> int:
     """Assign the oldest queued jobs of a model while workers have room; how many were assigned."""
     assigned = 0
@@ -111,6 +118,13 @@ def jobs_dispatch_queued(*, model_id: str, limit: int = 256) -> int:
                 return assigned
         assigned += 1
     return assigned
+
+
+def dispatch_job_on_commit(job_id: str | uuid.UUID) -> None:
+    from inference.tasks import dispatch_job_task
+
+    job_id = str(job_id)
+    transaction.on_commit(lambda: dispatch_job_task.delay(job_id))
 
 
 def _dispatch_queued_on_commit(model_id: str) -> None:

@@ -17,7 +17,7 @@ from billing.models import Hold
 from billing.services import HoldNotFound, job_release, job_settle
 from inference.models import Job, LlmModel, Worker
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
-from inference.services.dispatch import dispatch_next_on_commit
+from inference.services.dispatch import dispatch_job_on_commit, dispatch_next_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +35,10 @@ def job_create(
     prompt_tokens_estimate: int,
     token_type: str,
     reply_channel: str,
+    dispatch: bool = True,
 ) -> Job:
-    """A queued job; dispatch is queued after commit. Subscribe `reply_channel` before calling this."""
-    from inference.tasks import dispatch_job_task
-
+    """A queued job; dispatch is queued after commit, unless the caller dispatches it itself
+    (`dispatch=False`, then job_dispatch_new). Subscribe `reply_channel` before calling this."""
     job = Job.objects.create(
         user=user,
         model=model,
@@ -50,8 +50,8 @@ def job_create(
         token_type=token_type,
         reply_channel=reply_channel,
     )
-    job_id = str(job.id)
-    transaction.on_commit(lambda: dispatch_job_task.delay(job_id))
+    if dispatch:
+        dispatch_job_on_commit(job.id)
     return job
 
 
@@ -217,8 +217,6 @@ def job_requeue(*, job_id: JobId, channel_name: str, reason: str) -> Job | None:
 
 
 def _requeue(job: Job, *, reason: str) -> Job:
-    from inference.tasks import dispatch_job_task
-
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:
         message = f"The job failed on {job.attempts} workers; the last one reported: {reason}"
         _job_end(job, status=Job.Status.FAILED, error_code="worker_error", error_message=message)
@@ -232,8 +230,7 @@ def _requeue(job: Job, *, reason: str) -> Job:
     job.save(update_fields=["status", "worker", "worker_channel", "assigned_at"])
     logger.info("job %s requeued (attempt %s): %s", job.id, job.attempts, reason)
     send_on_commit(job.reply_channel, {"type": REPLY_REQUEUED})
-    job_id = str(job.id)
-    transaction.on_commit(lambda: dispatch_job_task.delay(job_id))
+    dispatch_job_on_commit(job.id)
     return job
 
 
