@@ -57,6 +57,9 @@ def wallets_ensure(*, user: User) -> dict[str, Wallet]:
 
 
 def _wallet_lock(*, user_id: int, token_type: str) -> Wallet:
+    wallet = Wallet.objects.select_for_update().filter(user_id=user_id, token_type=token_type).first()
+    if wallet is not None:
+        return wallet
     Wallet.objects.get_or_create(user_id=user_id, token_type=token_type)
     return Wallet.objects.select_for_update().get(user_id=user_id, token_type=token_type)
 
@@ -72,9 +75,14 @@ def _post(
     stripe_event_id: str = "",
     operator: User | None = None,
     memo: str = "",
+    new_key: bool = False,
 ) -> tuple[LedgerEntry, bool]:
-    """Append one entry to a wallet locked by the caller; (entry, False) if `key` was already written."""
-    existing = LedgerEntry.objects.filter(idempotency_key=key).first()
+    """Append one entry to a wallet locked by the caller; (entry, False) if `key` was already written.
+
+    `new_key`: the caller's own lock proves the key unwritten (a hold's keys are only written while
+    the locked hold row changes state), so the lookup is skipped; the unique index still guards it.
+    """
+    existing = None if new_key else LedgerEntry.objects.filter(idempotency_key=key).first()
     if existing is not None:
         return existing, False
     balance, held = wallet.balance + amount, wallet.held + held_change
@@ -180,7 +188,7 @@ def _hold_first_covering(*, user: User, job_id: str, model, usd: Decimal, candid
             output_price_usd_per_m=model.output_price_usd_per_m,
             usd_per_token=rate,
         )
-        _post(wallet, kind=Kind.HOLD, key=f"hold:{job_id}", held_change=amount, job_id=job_id)
+        _post(wallet, kind=Kind.HOLD, key=f"hold:{job_id}", held_change=amount, job_id=job_id, new_key=True)
         return hold
     raise InsufficientBalance(
         f"Insufficient balance for this request: it needs up to {' or '.join(shortfalls)} available "
@@ -197,8 +205,9 @@ def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worke
     settings.WORKER_REWARD_SHARE of the USD charged, at the current SOGNI rate. Idempotent: a hold
     that is no longer open is returned unchanged. Raises HoldNotFound for an unknown job id.
     """
+    reward_wallet_id = None
     if worker_owner is not None:
-        wallets_ensure(user=worker_owner)
+        reward_wallet_id = Wallet.objects.get_or_create(user=worker_owner, token_type=TokenType.SOGNI)[0].pk
     with transaction.atomic():
         hold = Hold.objects.select_for_update().filter(job_id=job_id).first()
         if hold is None:
@@ -206,19 +215,33 @@ def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worke
         if hold.status != Hold.Status.OPEN:
             return hold
         usd = usage_usd(model=hold, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        wallet_ids = {hold.wallet_id}
-        if worker_owner is not None:
-            wallet_ids.add(Wallet.objects.get(user=worker_owner, token_type=TokenType.SOGNI).pk)
+        wallet_ids = {hold.wallet_id} | ({reward_wallet_id} if reward_wallet_id else set())
         # Lock every wallet touched in id order, so concurrent settlements cannot deadlock.
         locked = {w.pk: w for w in Wallet.objects.select_for_update().filter(pk__in=wallet_ids).order_by("pk")}
-        wallet = locked[hold.wallet_id]
+        wallet = hold.wallet = locked[hold.wallet_id]
         cost = usd_to_tokens(usd, wallet.token_type, rate=hold.usd_per_token)
         charge = min(cost, hold.amount)
         usd_charged = usd if cost <= hold.amount else hold.usd_estimate
+        # The hold is locked and open: none of its charge/release/reward keys is written yet.
         if charge > 0:
-            _post(wallet, kind=Kind.CHARGE, key=f"charge:{job_id}", amount=-charge, held_change=-charge, job_id=job_id)
+            _post(
+                wallet,
+                kind=Kind.CHARGE,
+                key=f"charge:{job_id}",
+                amount=-charge,
+                held_change=-charge,
+                job_id=job_id,
+                new_key=True,
+            )
         if hold.amount - charge > 0:
-            _post(wallet, kind=Kind.RELEASE, key=f"release:{job_id}", held_change=charge - hold.amount, job_id=job_id)
+            _post(
+                wallet,
+                kind=Kind.RELEASE,
+                key=f"release:{job_id}",
+                held_change=charge - hold.amount,
+                job_id=job_id,
+                new_key=True,
+            )
         reward = _reward(locked, worker_owner=worker_owner, usd_charged=usd_charged, job_id=job_id)
         hold.status, hold.closed_at = Hold.Status.SETTLED, timezone.now()
         hold.charged, hold.usd_charged, hold.reward = charge, usd_charged, reward
@@ -241,7 +264,16 @@ def _reward(locked: dict[int, Wallet], *, worker_owner: User | None, usd_charged
     # During the owner's probation the reward is credited and held in escrow (not yet available).
     escrow = reward if escrow_probation_ends(wallet=wallet) > timezone.now() else ZERO
     memo = "In escrow until the probation period ends" if escrow else ""
-    _post(wallet, kind=Kind.REWARD, key=f"reward:{job_id}", amount=reward, held_change=escrow, job_id=job_id, memo=memo)
+    _post(
+        wallet,
+        kind=Kind.REWARD,
+        key=f"reward:{job_id}",
+        amount=reward,
+        held_change=escrow,
+        job_id=job_id,
+        memo=memo,
+        new_key=True,
+    )
     return reward
 
 

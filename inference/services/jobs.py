@@ -65,7 +65,11 @@ def job_mark_running(*, job_id: JobId, channel_name: str, first_token_at: dateti
 
 
 def _locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
-    jobs = Job.objects.select_for_update(of=("self",)).select_related("model").filter(id=job_id, status__in=statuses)
+    jobs = (
+        Job.objects.select_for_update(of=("self",))
+        .select_related("model", "worker__owner")
+        .filter(id=job_id, status__in=statuses)
+    )
     if channel_name is not None:
         jobs = jobs.filter(worker_channel=channel_name)
     return jobs.first()
@@ -88,7 +92,7 @@ def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
     job.finished_at = timezone.now()
     for name, value in fields.items():
         setattr(job, name, value)
-    job.save()
+    job.save(update_fields=["status", "finished_at", *fields])
     return _job_bill(job)
 
 
