@@ -40,7 +40,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--llama-tokens", type=int, default=128)
     parser.add_argument("--llama-threads", type=int, default=1,
                         help="llama.cpp threads (default 1: one core stays for the platform)")  # fmt: skip
-    parser.add_argument("--profile", action="store_true", help="py-spy the server, Celery and a worker at 32")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server, Celery and a worker")
+    parser.add_argument("--profile-concurrency", type=int, default=32, help="the concurrency --profile samples")
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sogni_bench")
     )
@@ -121,7 +122,7 @@ async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
     for c in args.concurrency:
         for target in (direct, platform):
             spy = []
-            if args.profile and target.name == "platform" and c == 32:
+            if args.profile and target.name == "platform" and c == args.profile_concurrency:
                 duration = max(5, int(args.rounds * args.tokens / args.rate) + 2)
                 for name, proc in (("server", server), ("celery", celery), ("worker", workers[0])):
                     path = args.results_dir / f"{args.name}-profile-{name}.txt"

@@ -4,13 +4,14 @@ Never blocks or sleeps: a job that finds no worker stays queued; a slot freeing 
 a worker connecting) dispatches the oldest queued jobs of that model.
 """
 
+import functools
 import logging
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from inference.models import Job, Worker
@@ -31,50 +32,60 @@ def _candidates(*, model_id: str):
     )
 
 
-# Healthy and fast first: unflagged, then the failure rate in tenths, then load, then measured speed.
-_FAULTS = F("jobs_failed") + F("jobs_aborted")
-_FAILURE_TENTHS = _FAULTS * 10 / (F("jobs_completed") + _FAULTS + 1)
-_TOKENS_PER_SECOND = F("tokens_generated") * 1000 / (F("generation_ms_total") + 1)
-_FLAGGED = Case(When(flagged_reason="", then=Value(0)), default=Value(1))
+@functools.cache
+def _pick_sql(*, lock: bool) -> str:
+    """Healthy and fast first: unflagged, then the failure rate in tenths, then load, then measured
+    speed, most slots, longest idle. Raw SQL: building this query with the ORM cost ~5 ms of CPU a
+    request here."""
+    worker, served = Worker._meta.db_table, Worker.served_models.through._meta.db_table
+    faults = "(w.jobs_failed + w.jobs_aborted)"
+    select = f"SELECT w.id, w.channel_name FROM {worker} w JOIN {served} m ON m.worker_id = w.id "  # noqa: S608 - names from model meta
+    return (
+        select + "WHERE m.llmmodel_id = %s AND w.status = %s AND w.in_flight < w.slots AND w.last_heartbeat >= %s "
+        "AND (w.paused_until IS NULL OR w.paused_until <= %s) "
+        "ORDER BY CASE WHEN w.flagged_reason = '' THEN 0 ELSE 1 END, "
+        f"({faults} * 10) / (w.jobs_completed + {faults} + 1), w.in_flight, "
+        "(w.tokens_generated * 1000) / (w.generation_ms_total + 1) DESC, w.slots DESC, "
+        "w.last_assigned_at ASC NULLS FIRST, w.id LIMIT 1" + (" FOR UPDATE OF w SKIP LOCKED" if lock else "")
+    )
+
+
+def _pick_worker(model_id: str) -> tuple[int, str] | None:
+    """The best worker with a free slot, row-locked (skipping rows other dispatches hold)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _pick_sql(lock=connection.features.has_select_for_update_skip_locked),
+            [model_id, Worker.Status.ONLINE, adapt(worker_fresh_since()), adapt(now)],
+        )
+        return cursor.fetchone()
 
 
 def _assign(job: Job) -> bool:
     """Inside a transaction holding the job's row lock: claim a worker slot for it."""
-    worker = (
-        _candidates(model_id=job.model_id)
-        .select_for_update(skip_locked=True, of=("self",))
-        .alias(flagged=_FLAGGED, failure_tenths=_FAILURE_TENTHS, speed=_TOKENS_PER_SECOND)
-        .order_by(
-            "flagged",
-            "failure_tenths",
-            "in_flight",
-            "-speed",
-            "-slots",
-            F("last_assigned_at").asc(nulls_first=True),
-            "id",
-        )
-        .first()
-    )
-    if worker is None:
+    picked = _pick_worker(job.model_id)
+    if picked is None:
         if _candidates(model_id=job.model_id).exists():
             # Every candidate is locked by a concurrent dispatch: try again once it has committed.
             _dispatch_queued_on_commit(job.model_id)
         return False
+    worker_id, channel_name = picked
     now = timezone.now()
     claimed = Worker.objects.filter(
-        pk=worker.pk, status=Worker.Status.ONLINE, channel_name=worker.channel_name, in_flight__lt=F("slots")
+        pk=worker_id, status=Worker.Status.ONLINE, channel_name=channel_name, in_flight__lt=F("slots")
     ).update(in_flight=F("in_flight") + 1, last_assigned_at=now)
     if not claimed:
         return False
     job.status = Job.Status.ASSIGNED
-    job.worker = worker
-    job.worker_channel = worker.channel_name
+    job.worker_id = worker_id
+    job.worker_channel = channel_name
     job.assigned_at = now
     job.lease_expires_at = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
     job.attempts += 1
     job.save(update_fields=["status", "worker", "worker_channel", "assigned_at", "lease_expires_at", "attempts"])
     send_on_commit(
-        worker.channel_name,
+        channel_name,
         {
             "type": WORKER_JOB_ASSIGN,
             "job_id": str(job.id),
