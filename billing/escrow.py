@@ -1,6 +1,6 @@
 """Worker earnings escrow: during an owner's probation their rewards are credited and held.
 
-A reward posted during probation has `held_change` = its amount (billing.services._reward); once the
+A reward posted during probation has `held_change` = its amount (billing.services.job_settle); once the
 probation ends one `escrow_release` entry per wallet makes the escrowed total available. The ledger
 invariant counts escrow with the open holds (billing.selectors.ledger_invariant_violations).
 """

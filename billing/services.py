@@ -205,44 +205,37 @@ def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worke
     settings.WORKER_REWARD_SHARE of the USD charged, at the current SOGNI rate. Idempotent: a hold
     that is no longer open is returned unchanged. Raises HoldNotFound for an unknown job id.
     """
-    reward_wallet_id = None
+    reward_wallet = None
     if worker_owner is not None:
-        reward_wallet_id = Wallet.objects.get_or_create(user=worker_owner, token_type=TokenType.SOGNI)[0].pk
+        reward_wallet = Wallet.objects.get_or_create(user=worker_owner, token_type=TokenType.SOGNI)[0]
     with transaction.atomic():
-        hold = Hold.objects.select_for_update().filter(job_id=job_id).first()
+        hold = Hold.objects.select_for_update(of=("self",)).select_related("wallet").filter(job_id=job_id).first()
         if hold is None:
             raise HoldNotFound(job_id)
         if hold.status != Hold.Status.OPEN:
             return hold
+        # Everything but the postings is worked out before the wallets are locked: a busy customer's
+        # wallet is locked by every request they make, so it stays locked only for the writes.
         usd = usage_usd(model=hold, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        wallet_ids = {hold.wallet_id} | ({reward_wallet_id} if reward_wallet_id else set())
+        cost = usd_to_tokens(usd, hold.wallet.token_type, rate=hold.usd_per_token)
+        charge = min(cost, hold.amount)
+        usd_charged = usd if cost <= hold.amount else hold.usd_estimate
+        reward, escrow = _reward_terms(reward_wallet, usd_charged=usd_charged, job_id=job_id)
+        wallet_ids = {hold.wallet_id} | ({reward_wallet.pk} if reward else set())
         # Lock every wallet touched in id order, so concurrent settlements cannot deadlock.
         locked = {w.pk: w for w in Wallet.objects.select_for_update().filter(pk__in=wallet_ids).order_by("pk")}
         wallet = hold.wallet = locked[hold.wallet_id]
-        cost = usd_to_tokens(usd, wallet.token_type, rate=hold.usd_per_token)
-        charge = min(cost, hold.amount)
-        usd_charged = usd if cost <= hold.amount else hold.usd_estimate
         # The hold is locked and open: none of its charge/release/reward keys is written yet.
         if charge > 0:
-            _post(
-                wallet,
-                kind=Kind.CHARGE,
-                key=f"charge:{job_id}",
-                amount=-charge,
-                held_change=-charge,
-                job_id=job_id,
-                new_key=True,
-            )
+            _post(wallet, kind=Kind.CHARGE, key=f"charge:{job_id}", amount=-charge, held_change=-charge, job_id=job_id,
+                  new_key=True)  # fmt: skip
         if hold.amount - charge > 0:
-            _post(
-                wallet,
-                kind=Kind.RELEASE,
-                key=f"release:{job_id}",
-                held_change=charge - hold.amount,
-                job_id=job_id,
-                new_key=True,
-            )
-        reward = _reward(locked, worker_owner=worker_owner, usd_charged=usd_charged, job_id=job_id)
+            _post(wallet, kind=Kind.RELEASE, key=f"release:{job_id}", held_change=charge - hold.amount, job_id=job_id,
+                  new_key=True)  # fmt: skip
+        if reward:
+            memo = "In escrow until the probation period ends" if escrow else ""
+            _post(locked[reward_wallet.pk], kind=Kind.REWARD, key=f"reward:{job_id}", amount=reward,
+                  held_change=escrow, job_id=job_id, memo=memo, new_key=True)  # fmt: skip
         hold.status, hold.closed_at = Hold.Status.SETTLED, timezone.now()
         hold.charged, hold.usd_charged, hold.reward = charge, usd_charged, reward
         hold.prompt_tokens, hold.completion_tokens, hold.worker_owner = prompt_tokens, completion_tokens, worker_owner
@@ -250,31 +243,19 @@ def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worke
         return hold
 
 
-def _reward(locked: dict[int, Wallet], *, worker_owner: User | None, usd_charged: Decimal, job_id: str) -> Decimal:
-    if worker_owner is None or usd_charged <= 0:
-        return ZERO
+def _reward_terms(wallet: Wallet | None, *, usd_charged: Decimal, job_id: str) -> tuple[Decimal, Decimal]:
+    """(reward, of which in escrow) for the owner of `wallet` (their SOGNI wallet; None: no reward)."""
+    if wallet is None or usd_charged <= 0:
+        return ZERO, ZERO
     try:
         reward = usd_to_tokens(usd_charged * worker_reward_share(), TokenType.SOGNI, round_up=False)
     except LookupError:
         logger.warning("No SOGNI rate set: job %s settled without a worker reward.", job_id)
-        return ZERO
+        return ZERO, ZERO
     if reward <= 0:
-        return ZERO
-    wallet = next(w for w in locked.values() if w.user_id == worker_owner.pk and w.token_type == TokenType.SOGNI)
+        return ZERO, ZERO
     # During the owner's probation the reward is credited and held in escrow (not yet available).
-    escrow = reward if escrow_probation_ends(wallet=wallet) > timezone.now() else ZERO
-    memo = "In escrow until the probation period ends" if escrow else ""
-    _post(
-        wallet,
-        kind=Kind.REWARD,
-        key=f"reward:{job_id}",
-        amount=reward,
-        held_change=escrow,
-        job_id=job_id,
-        memo=memo,
-        new_key=True,
-    )
-    return reward
+    return reward, reward if escrow_probation_ends(wallet=wallet) > timezone.now() else ZERO
 
 
 @transaction.atomic

@@ -29,7 +29,7 @@ from inference.openai.responses import (
 )
 from inference.relay import ReplyReader
 from inference.selectors import model_has_online_worker, model_resolve
-from inference.services import job_cancel, job_create, job_dispatch_new, job_expire
+from inference.services import job_cancel, job_create, job_dispatch, job_expire
 from ratelimits.services import ratelimit_check_request, ratelimit_consume_tokens_async
 from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 
@@ -99,8 +99,8 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             reply_channel=reply_channel,
             dispatch=False,
         )
-        # The worst case is held before dispatch (whose message to the worker waits for the commit):
-        # InsufficientBalance (402) rolls the job back with it. Billing's job_id is str(job.id).
+        # The worst case is held before dispatch: InsufficientBalance (402) rolls the job back with
+        # it, so nothing is dispatched. Billing's job_id is str(job.id).
         job_hold(
             user=api_key.user,
             job_id=str(job.id),
@@ -109,7 +109,8 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             max_tokens=max_tokens,
             token_type=token_type,
         )
-        job_dispatch_new(job)
+    # In a transaction of its own, so the customer's wallet is not locked while a worker is picked.
+    job_dispatch(job_id=job.id)
     return job, model, ratelimit_state
 
 

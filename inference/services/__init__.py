@@ -1,6 +1,6 @@
 """Writes of the inference app: worker registry, jobs and dispatch."""
 
-from inference.services.dispatch import job_dispatch, job_dispatch_new, jobs_dispatch_queued
+from inference.services.dispatch import job_dispatch, jobs_dispatch_queued
 from inference.services.jobs import (
     job_cancel,
     job_create,
@@ -29,7 +29,6 @@ __all__ = [
     "job_cancel",
     "job_create",
     "job_dispatch",
-    "job_dispatch_new",
     "job_expire",
     "job_fail",
     "job_finish",

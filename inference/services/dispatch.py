@@ -1,7 +1,8 @@
 """Dispatch: give a queued job to an online worker with a free slot, least loaded first.
 
-Never blocks or sleeps: a job that finds no worker stays queued; a slot freeing up (a job ending,
-a worker connecting) dispatches the oldest queued jobs of that model.
+Never sleeps (it may wait for a concurrent slot claim to commit): a job that finds no worker stays
+queued; a slot freeing up (a job ending, a worker connecting) dispatches the oldest queued jobs of
+that model. The chat view dispatches its new job itself; Celery dispatches the queued ones.
 """
 
 import functools
@@ -17,23 +18,12 @@ from django.utils import timezone
 from inference.models import Job, Worker
 from inference.relay import WORKER_JOB_ASSIGN, send_on_commit
 from inference.selectors import worker_fresh_since
-from inference.services.trust import not_paused
 
 logger = logging.getLogger(__name__)
 
 
-def _candidates(*, model_id: str):
-    return Worker.objects.filter(
-        not_paused(),
-        status=Worker.Status.ONLINE,
-        served_models=model_id,
-        in_flight__lt=F("slots"),
-        last_heartbeat__gte=worker_fresh_since(),
-    )
-
-
 @functools.cache
-def _pick_sql(*, lock: bool) -> str:
+def _pick_sql(*, lock: str) -> str:
     """Healthy and fast first: unflagged, then the failure rate in tenths, then load, then measured
     speed, most slots, longest idle. Raw SQL: building this query with the ORM cost ~5 ms of CPU a
     request here."""
@@ -46,29 +36,30 @@ def _pick_sql(*, lock: bool) -> str:
         "ORDER BY CASE WHEN w.flagged_reason = '' THEN 0 ELSE 1 END, "
         f"({faults} * 10) / (w.jobs_completed + {faults} + 1), w.in_flight, "
         "(w.tokens_generated * 1000) / (w.generation_ms_total + 1) DESC, w.slots DESC, "
-        "w.last_assigned_at ASC NULLS FIRST, w.id LIMIT 1" + (" FOR UPDATE OF w SKIP LOCKED" if lock else "")
+        "w.last_assigned_at ASC NULLS FIRST, w.id LIMIT 1" + lock
     )
 
 
-def _pick_worker(model_id: str) -> tuple[int, str] | None:
-    """The best worker with a free slot, row-locked (skipping rows other dispatches hold)."""
+def _pick_worker(model_id: str, *, wait: bool) -> tuple[int, str] | None:
+    """The best worker with a free slot, row-locked; `wait=False` skips rows others hold locked."""
     adapt = connection.ops.adapt_datetimefield_value
-    now = timezone.now()
+    lock = ""
+    if connection.features.has_select_for_update_skip_locked:
+        lock = " FOR UPDATE OF w" if wait else " FOR UPDATE OF w SKIP LOCKED"
     with connection.cursor() as cursor:
         cursor.execute(
-            _pick_sql(lock=connection.features.has_select_for_update_skip_locked),
-            [model_id, Worker.Status.ONLINE, adapt(worker_fresh_since()), adapt(now)],
+            _pick_sql(lock=lock),
+            [model_id, Worker.Status.ONLINE, adapt(worker_fresh_since()), adapt(timezone.now())],
         )
         return cursor.fetchone()
 
 
 def _assign(job: Job) -> bool:
     """Inside a transaction holding the job's row lock: claim a worker slot for it."""
-    picked = _pick_worker(job.model_id)
+    # A worker row is locked only from a slot claim or release to its commit (wallets are never
+    # locked after it): if every free candidate is locked, waiting for one is short and cannot deadlock.
+    picked = _pick_worker(job.model_id, wait=False) or _pick_worker(job.model_id, wait=True)
     if picked is None:
-        if _candidates(model_id=job.model_id).exists():
-            # Every candidate is locked by a concurrent dispatch: try again once it has committed.
-            _dispatch_queued_on_commit(job.model_id)
         return False
     worker_id, channel_name = picked
     now = timezone.now()
@@ -105,13 +96,6 @@ def job_dispatch(*, job_id: str | uuid.UUID) -> bool:
         if job is None:
             return False
         return _assign(job)
-
-
-def job_dispatch_new(job: Job) -> None:
-    """A job created in the caller's transaction: claim a worker now if one has room, so the first
-    token does not wait for a Celery hop; otherwise Celery dispatches it after commit."""
-    if not _assign(job):
-        dispatch_job_on_commit(job.id)
 
 
 def jobs_dispatch_queued(*, model_id: str, limit: int = 256) -> int:

@@ -38,7 +38,7 @@ def job_create(
     dispatch: bool = True,
 ) -> Job:
     """A queued job; dispatch is queued after commit, unless the caller dispatches it itself
-    (`dispatch=False`, then job_dispatch_new). Subscribe `reply_channel` before calling this."""
+    (`dispatch=False`, then job_dispatch after commit). Subscribe `reply_channel` before calling this."""
     job = Job.objects.create(
         user=user,
         model=model,
@@ -75,25 +75,33 @@ def _locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
     return jobs.first()
 
 
-def _free_slot(job: Job) -> None:
+def _holds_slot(job: Job) -> bool:
     """Only the connection the job was sent to counts it in `in_flight`."""
-    if job.status in Job.ACTIVE and job.worker_id and job.worker_channel:
-        freed = Worker.objects.filter(pk=job.worker_id, channel_name=job.worker_channel, in_flight__gt=0).update(
-            in_flight=F("in_flight") - 1
-        )
-        if freed:
-            dispatch_next_on_commit(job.model_id)
+    return job.status in Job.ACTIVE and bool(job.worker_id and job.worker_channel)
+
+
+def _free_slot(job: Job) -> None:
+    freed = Worker.objects.filter(pk=job.worker_id, channel_name=job.worker_channel, in_flight__gt=0).update(
+        in_flight=F("in_flight") - 1
+    )
+    if freed:
+        dispatch_next_on_commit(job.model_id)
 
 
 def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
     """The one place a job ends, in the caller's transaction: billing settles or releases its hold."""
-    _free_slot(job)
+    holds_slot = _holds_slot(job)
     job.status = status
     job.finished_at = timezone.now()
     for name, value in fields.items():
         setattr(job, name, value)
     job.save(update_fields=["status", "finished_at", *fields])
-    return _job_bill(job)
+    hold = _job_bill(job)
+    # Wallets are always locked before a worker row (dispatch locks the worker alone), and the worker
+    # row, which every dispatch to it needs, stays locked only from here to the commit.
+    if holds_slot:
+        _free_slot(job)
+    return hold
 
 
 def _job_bill(job: Job) -> Hold | None:
@@ -226,7 +234,8 @@ def _requeue(job: Job, *, reason: str) -> Job:
         _job_end(job, status=Job.Status.FAILED, error_code="worker_error", error_message=message)
         send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": "worker_error", "message": message})
         return job
-    _free_slot(job)
+    if _holds_slot(job):
+        _free_slot(job)
     job.status = Job.Status.QUEUED
     job.worker = None
     job.worker_channel = ""
