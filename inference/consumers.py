@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -119,9 +120,17 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.jobs.clear()
 
     async def dispatch(self, message):
-        """A bug in a handler closes this connection cleanly, so `disconnect` still releases its jobs."""
+        """A bug in a handler closes this connection cleanly, so `disconnect` still releases its jobs.
+
+        Unlike channels' own dispatch, no close_old_connections before each message: that is a hop to
+        a thread and back per token, and every database call here runs in DatabaseSyncToAsync, which
+        closes stale connections in its own thread.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
         try:
-            await super().dispatch(message)
+            await handler(message)
         except StopConsumer:
             raise
         except Exception:
