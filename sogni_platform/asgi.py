@@ -7,15 +7,42 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
+from sogni_platform.middleware import RequestIdMiddleware  # noqa: E402
 from sogni_platform.routing import websocket_urlpatterns  # noqa: E402
+
+API_FAST_PATHS = frozenset({"/v1/chat/completions"})
+
+
+class ApiASGIHandler(ASGIHandler):
+    """The chat endpoint with only the middleware an API call needs: request id, access log, metrics
+    and rate-limit headers. The browser middleware (sessions, CSRF, auth, messages) is sync and
+    would run each of its hooks in a thread, some fourteen hops per request, for a view that uses
+    none of it (it authenticates by API key)."""
+
+    def load_middleware(self, is_async=False):
+        self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
+        handler = convert_exception_to_response(self._get_response_async)
+        self._middleware_chain = convert_exception_to_response(RequestIdMiddleware(handler))
+
+
+api_asgi_app = ApiASGIHandler()
+# /static/ answered before Django's middleware, so the chain stays async for the API (README "Benchmarks").
+site_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
+
+
+async def http_application(scope, receive, send):
+    app = api_asgi_app if scope["path"] in API_FAST_PATHS else site_asgi_app
+    await app(scope, receive, send)
+
 
 # The worker socket is not wrapped in an Origin check: workers are programs, not browsers,
 # and authenticate with their API key.
 application = ProtocolTypeRouter(
     {
-        # /static/ answered before Django's middleware, so the chain stays async for the API (README "Benchmarks").
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "http": http_application,
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
