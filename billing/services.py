@@ -139,21 +139,26 @@ def daily_bonus_claim(*, user: User, now: datetime.datetime | None = None) -> Le
     return entry
 
 
-def job_hold(*, user: User, job_id: str, model, prompt_tokens: int, max_tokens: int, token_type: str) -> Hold:
+def job_hold(
+    *, user: User, job_id: str, model, prompt_tokens: int, max_tokens: int, token_type: str, new_job: bool = False
+) -> Hold:
     """Reserve the worst-case price of a job (billing.pricing.estimate_usd) on one wallet.
 
     `token_type` is spark, sogni or auto (Spark if it covers the hold, else SOGNI). Raises
     sogni_platform.exceptions.InsufficientBalance (402) when no allowed wallet has enough available,
     ApiError (400, param token_type) for an unknown type. Idempotent on `job_id`: a second call
-    returns the existing hold, whatever its state.
+    returns the existing hold, whatever its state. `new_job`: the job was created in the caller's
+    transaction, so it cannot have a hold yet (no lookup, no savepoint).
     """
     if token_type not in TokenTypePreference.values:
         raise ApiError("token_type must be one of spark, sogni, auto.", param="token_type", code="invalid_token_type")
-    existing = Hold.objects.select_related("wallet").filter(job_id=job_id).first()
+    existing = None if new_job else Hold.objects.select_related("wallet").filter(job_id=job_id).first()
     if existing is not None:
         return existing
     usd = estimate_usd(model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
     candidates = [TokenType.SPARK, TokenType.SOGNI] if token_type == TokenTypePreference.AUTO else [token_type]
+    if new_job:
+        return _hold_first_covering(user=user, job_id=job_id, model=model, usd=usd, candidates=candidates)
     try:
         with transaction.atomic():
             return _hold_first_covering(user=user, job_id=job_id, model=model, usd=usd, candidates=candidates)
@@ -208,39 +213,46 @@ def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worke
     reward_wallet = None
     if worker_owner is not None:
         reward_wallet = Wallet.objects.get_or_create(user=worker_owner, token_type=TokenType.SOGNI)[0]
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction: any error here fails that transaction as a whole.
+    with transaction.atomic(savepoint=False):
         hold = Hold.objects.select_for_update(of=("self",)).select_related("wallet").filter(job_id=job_id).first()
-        if hold is None:
-            raise HoldNotFound(job_id)
-        if hold.status != Hold.Status.OPEN:
-            return hold
-        # Everything but the postings is worked out before the wallets are locked: a busy customer's
-        # wallet is locked by every request they make, so it stays locked only for the writes.
-        usd = usage_usd(model=hold, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        cost = usd_to_tokens(usd, hold.wallet.token_type, rate=hold.usd_per_token)
-        charge = min(cost, hold.amount)
-        usd_charged = usd if cost <= hold.amount else hold.usd_estimate
-        reward, escrow = _reward_terms(reward_wallet, usd_charged=usd_charged, job_id=job_id)
-        wallet_ids = {hold.wallet_id} | ({reward_wallet.pk} if reward else set())
-        # Lock every wallet touched in id order, so concurrent settlements cannot deadlock.
-        locked = {w.pk: w for w in Wallet.objects.select_for_update().filter(pk__in=wallet_ids).order_by("pk")}
-        wallet = hold.wallet = locked[hold.wallet_id]
-        # The hold is locked and open: none of its charge/release/reward keys is written yet.
-        if charge > 0:
-            _post(wallet, kind=Kind.CHARGE, key=f"charge:{job_id}", amount=-charge, held_change=-charge, job_id=job_id,
-                  new_key=True)  # fmt: skip
-        if hold.amount - charge > 0:
-            _post(wallet, kind=Kind.RELEASE, key=f"release:{job_id}", held_change=charge - hold.amount, job_id=job_id,
-                  new_key=True)  # fmt: skip
-        if reward:
-            memo = "In escrow until the probation period ends" if escrow else ""
-            _post(locked[reward_wallet.pk], kind=Kind.REWARD, key=f"reward:{job_id}", amount=reward,
-                  held_change=escrow, job_id=job_id, memo=memo, new_key=True)  # fmt: skip
-        hold.status, hold.closed_at = Hold.Status.SETTLED, timezone.now()
-        hold.charged, hold.usd_charged, hold.reward = charge, usd_charged, reward
-        hold.prompt_tokens, hold.completion_tokens, hold.worker_owner = prompt_tokens, completion_tokens, worker_owner
-        hold.save()
-        return hold
+        if hold is not None and hold.status == Hold.Status.OPEN:
+            _settle(hold, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                    worker_owner=worker_owner, reward_wallet=reward_wallet)  # fmt: skip
+    if hold is None:
+        raise HoldNotFound(job_id)
+    return hold
+
+
+def _settle(hold: Hold, *, prompt_tokens: int, completion_tokens: int, worker_owner, reward_wallet) -> None:
+    """An open hold, locked: charge, release the rest, reward the worker's owner."""
+    job_id = hold.job_id
+    # Everything but the postings is worked out before the wallets are locked: a busy customer's
+    # wallet is locked by every request they make, so it stays locked only for the writes.
+    usd = usage_usd(model=hold, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    cost = usd_to_tokens(usd, hold.wallet.token_type, rate=hold.usd_per_token)
+    charge = min(cost, hold.amount)
+    usd_charged = usd if cost <= hold.amount else hold.usd_estimate
+    reward, escrow = _reward_terms(reward_wallet, usd_charged=usd_charged, job_id=job_id)
+    wallet_ids = {hold.wallet_id} | ({reward_wallet.pk} if reward else set())
+    # Lock every wallet touched in id order, so concurrent settlements cannot deadlock.
+    locked = {w.pk: w for w in Wallet.objects.select_for_update().filter(pk__in=wallet_ids).order_by("pk")}
+    wallet = hold.wallet = locked[hold.wallet_id]
+    # The hold is locked and open: none of its charge/release/reward keys is written yet.
+    if charge > 0:
+        _post(wallet, kind=Kind.CHARGE, key=f"charge:{job_id}", amount=-charge, held_change=-charge, job_id=job_id,
+              new_key=True)  # fmt: skip
+    if hold.amount - charge > 0:
+        _post(wallet, kind=Kind.RELEASE, key=f"release:{job_id}", held_change=charge - hold.amount, job_id=job_id,
+              new_key=True)  # fmt: skip
+    if reward:
+        memo = "In escrow until the probation period ends" if escrow else ""
+        _post(locked[reward_wallet.pk], kind=Kind.REWARD, key=f"reward:{job_id}", amount=reward,
+              held_change=escrow, job_id=job_id, memo=memo, new_key=True)  # fmt: skip
+    hold.status, hold.closed_at = Hold.Status.SETTLED, timezone.now()
+    hold.charged, hold.usd_charged, hold.reward = charge, usd_charged, reward
+    hold.prompt_tokens, hold.completion_tokens, hold.worker_owner = prompt_tokens, completion_tokens, worker_owner
+    hold.save()
 
 
 def _reward_terms(wallet: Wallet | None, *, usd_charged: Decimal, job_id: str) -> tuple[Decimal, Decimal]:

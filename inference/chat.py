@@ -108,6 +108,7 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             prompt_tokens=prompt_tokens_estimate,
             max_tokens=max_tokens,
             token_type=token_type,
+            new_job=True,
         )
     # In a transaction of its own, so the customer's wallet is not locked while a worker is picked.
     job_dispatch(job_id=job.id)

@@ -155,3 +155,30 @@ def test_concurrent_dispatch_never_overfills_a_worker(platform, operator, custom
         assert worker.in_flight == slots[worker.name]
         assert assigned.filter(worker=worker).count() == slots[worker.name]
     assert all(job.attempts == 1 for job in assigned)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_a_dispatch_waits_for_a_worker_row_another_transaction_holds(platform, operator, customer):
+    """A slot claim or release elsewhere holds the worker row until its commit: the new job waits for
+    it and takes the slot, instead of staying queued behind a lock that is gone a moment later."""
+    worker = worker_online(operator.user, "w", slots=2)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic():
+                Worker.objects.select_for_update().get(pk=worker.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(0.3, release.set).start()
+    job = job_queued(customer.user)
+    holder.join(10)
+    assert release.is_set()
+    assert assigned_to(job) == "w"
+    assert Worker.objects.get(pk=worker.pk).in_flight == 1
