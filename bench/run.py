@@ -69,14 +69,38 @@ def _pids(processes) -> list[int]:
 LLAMA_PROMPT = "Write a long story about a lighthouse keeper and his cat."
 
 
-async def _measure(
-    target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups, db=None, worker_logs=()
-) -> dict:
+async def _drive_counted(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups):
+    """One load run: its results, wall time and the CPU seconds of each process group."""
     before = {name: topology.cpu_seconds(pids) for name, pids in cpu_groups.items()}
     extra = {"prompt": LLAMA_PROMPT, "marker": False} if engine == "llama-cpp" else {}
     results, wall = await drive(target, concurrency=concurrency, requests=requests, stream=mode == "stream",
                                 max_tokens=max_tokens, **extra)  # fmt: skip
-    cpu = {name: round(topology.cpu_seconds(pids) - before[name], 3) for name, pids in cpu_groups.items()}
+    cpu = {name: topology.cpu_seconds(pids) - before[name] for name, pids in cpu_groups.items()}
+    return results, wall, cpu
+
+
+async def _measure_interleaved(
+    targets, *, rounds: int, requests: int, groups: dict, db=None, worker_logs=(), **kwargs
+) -> list[dict]:
+    """Each target's run, built from `rounds` alternating turns (direct, platform, direct, ...), so a
+    drift in the machine's speed during the run weighs on both sides alike."""
+    totals = {target.name: ([], 0.0, {}) for target in targets}
+    for _ in range(rounds):
+        for target in targets:
+            results, wall, cpu = await _drive_counted(target, requests=requests, cpu_groups=groups[target.name],
+                                                      **kwargs)  # fmt: skip
+            done, walls, cpus = totals[target.name]
+            totals[target.name] = (done + results, walls + wall, {k: cpus.get(k, 0) + v for k, v in cpu.items()})
+    return [_summary(target, *totals[target.name], db=db, worker_logs=worker_logs, **kwargs) for target in targets]
+
+
+async def _measure(target: Target, *, cpu_groups, db=None, worker_logs=(), **kwargs) -> dict:
+    results, wall, cpu = await _drive_counted(target, cpu_groups=cpu_groups, **kwargs)
+    return _summary(target, results, wall, cpu, db=db, worker_logs=worker_logs, **kwargs)
+
+
+def _summary(target, results, wall, cpu, *, engine, concurrency, mode, db=None, worker_logs=(), **_) -> dict:
+    cpu = {name: round(seconds, 3) for name, seconds in cpu.items()}
     cpu["total"] = round(sum(cpu.values()), 3)
     run = report.summarize(
         results, wall, engine=engine, target=target.name, concurrency=concurrency, mode=mode, cpu=cpu
@@ -166,6 +190,12 @@ async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
     for target in (direct, platform):
         await drive(target, concurrency=1, requests=1, stream=True, max_tokens=8, prompt=LLAMA_PROMPT, marker=False)
     for c in args.llama_concurrency:
+        if c == 1:  # the throughput ratio goal: alternate the sides, two requests a turn
+            out["runs"] += await _measure_interleaved((direct, platform), rounds=max(args.llama_requests // 2, 1),
+                                                      requests=2, groups=groups, engine="llama-cpp", concurrency=1,
+                                                      mode="stream", max_tokens=args.llama_tokens, db=args.database_url,
+                                                      worker_logs=[w.log_path for w in workers])  # fmt: skip
+            continue
         for target in (direct, platform):
             out["runs"].append(await _measure(target, engine="llama-cpp", concurrency=c, mode="stream",
                                               requests=max(args.llama_requests, c), max_tokens=args.llama_tokens,
