@@ -76,11 +76,13 @@ def _post(
     operator: User | None = None,
     memo: str = "",
     new_key: bool = False,
+    save_wallet: bool = True,
 ) -> tuple[LedgerEntry, bool]:
     """Append one entry to a wallet locked by the caller; (entry, False) if `key` was already written.
 
     `new_key`: the caller's own lock proves the key unwritten (a hold's keys are only written while
     the locked hold row changes state), so the lookup is skipped; the unique index still guards it.
+    `save_wallet=False`: the caller posts again to the same wallet at once, and that posting saves it.
     """
     existing = None if new_key else LedgerEntry.objects.filter(idempotency_key=key).first()
     if existing is not None:
@@ -91,7 +93,8 @@ def _post(
             f"Insufficient {wallet.get_token_type_display()} balance: available {wallet.available.normalize():f}."
         )
     wallet.balance, wallet.held, wallet.updated_at = balance, held, timezone.now()
-    wallet.save(update_fields=["balance", "held", "updated_at"])
+    if save_wallet:
+        wallet.save(update_fields=["balance", "held", "updated_at"])
     entry = LedgerEntry.objects.create(
         wallet=wallet,
         kind=kind,
@@ -234,25 +237,26 @@ def _settle(hold: Hold, *, prompt_tokens: int, completion_tokens: int, worker_ow
     charge = min(cost, hold.amount)
     usd_charged = usd if cost <= hold.amount else hold.usd_estimate
     reward, escrow = _reward_terms(reward_wallet, usd_charged=usd_charged, job_id=job_id)
+    hold.status, hold.closed_at = Hold.Status.SETTLED, timezone.now()
+    hold.charged, hold.usd_charged, hold.reward = charge, usd_charged, reward
+    hold.prompt_tokens, hold.completion_tokens, hold.worker_owner = prompt_tokens, completion_tokens, worker_owner
+    hold.save()
     wallet_ids = {hold.wallet_id} | ({reward_wallet.pk} if reward else set())
     # Lock every wallet touched in id order, so concurrent settlements cannot deadlock.
     locked = {w.pk: w for w in Wallet.objects.select_for_update().filter(pk__in=wallet_ids).order_by("pk")}
     wallet = hold.wallet = locked[hold.wallet_id]
-    # The hold is locked and open: none of its charge/release/reward keys is written yet.
+    # The hold is locked and was open: none of its charge/release/reward keys is written yet.
+    releases = hold.amount - charge > 0
     if charge > 0:
         _post(wallet, kind=Kind.CHARGE, key=f"charge:{job_id}", amount=-charge, held_change=-charge, job_id=job_id,
-              new_key=True)  # fmt: skip
-    if hold.amount - charge > 0:
+              new_key=True, save_wallet=not releases)  # fmt: skip
+    if releases:
         _post(wallet, kind=Kind.RELEASE, key=f"release:{job_id}", held_change=charge - hold.amount, job_id=job_id,
               new_key=True)  # fmt: skip
     if reward:
         memo = "In escrow until the probation period ends" if escrow else ""
         _post(locked[reward_wallet.pk], kind=Kind.REWARD, key=f"reward:{job_id}", amount=reward,
               held_change=escrow, job_id=job_id, memo=memo, new_key=True)  # fmt: skip
-    hold.status, hold.closed_at = Hold.Status.SETTLED, timezone.now()
-    hold.charged, hold.usd_charged, hold.reward = charge, usd_charged, reward
-    hold.prompt_tokens, hold.completion_tokens, hold.worker_owner = prompt_tokens, completion_tokens, worker_owner
-    hold.save()
 
 
 def _reward_terms(wallet: Wallet | None, *, usd_charged: Decimal, job_id: str) -> tuple[Decimal, Decimal]:

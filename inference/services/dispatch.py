@@ -56,8 +56,8 @@ def _pick_worker(model_id: str, *, wait: bool) -> tuple[int, str] | None:
 
 def _assign(job: Job) -> bool:
     """Inside a transaction holding the job's row lock: claim a worker slot for it."""
-    # A worker row is locked only from a slot claim or release to its commit (wallets are never
-    # locked after it): if every free candidate is locked, waiting for one is short and cannot deadlock.
+    # A worker row is locked only from a slot claim or release to its commit, and rows are always
+    # locked job → worker → wallets: if every free candidate is locked, waiting for one cannot deadlock.
     picked = _pick_worker(job.model_id, wait=False) or _pick_worker(job.model_id, wait=True)
     if picked is None:
         return False

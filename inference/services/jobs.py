@@ -90,18 +90,16 @@ def _free_slot(job: Job) -> None:
 
 def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
     """The one place a job ends, in the caller's transaction: billing settles or releases its hold."""
-    holds_slot = _holds_slot(job)
+    if _holds_slot(job):
+        _free_slot(job)
     job.status = status
     job.finished_at = timezone.now()
     for name, value in fields.items():
         setattr(job, name, value)
     job.save(update_fields=["status", "finished_at", *fields])
-    hold = _job_bill(job)
-    # Wallets are always locked before a worker row (dispatch locks the worker alone), and the worker
-    # row, which every dispatch to it needs, stays locked only from here to the commit.
-    if holds_slot:
-        _free_slot(job)
-    return hold
+    # Billing last, so the customer's wallet (locked by each of their requests) stays locked only for
+    # the postings. Rows are always locked job → worker → wallets, so this order cannot deadlock.
+    return _job_bill(job)
 
 
 def _job_bill(job: Job) -> Hold | None:
