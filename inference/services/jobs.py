@@ -75,23 +75,19 @@ def _locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
     return jobs.first()
 
 
-def _holds_slot(job: Job) -> bool:
-    """Only the connection the job was sent to counts it in `in_flight`."""
-    return job.status in Job.ACTIVE and bool(job.worker_id and job.worker_channel)
-
-
 def _free_slot(job: Job) -> None:
-    freed = Worker.objects.filter(pk=job.worker_id, channel_name=job.worker_channel, in_flight__gt=0).update(
-        in_flight=F("in_flight") - 1
-    )
-    if freed:
-        dispatch_next_on_commit(job.model_id)
+    """Only the connection the job was sent to counts it in `in_flight`."""
+    if job.status in Job.ACTIVE and job.worker_id and job.worker_channel:
+        freed = Worker.objects.filter(pk=job.worker_id, channel_name=job.worker_channel, in_flight__gt=0).update(
+            in_flight=F("in_flight") - 1
+        )
+        if freed:
+            dispatch_next_on_commit(job.model_id)
 
 
 def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
     """The one place a job ends, in the caller's transaction: billing settles or releases its hold."""
-    if _holds_slot(job):
-        _free_slot(job)
+    _free_slot(job)
     job.status = status
     job.finished_at = timezone.now()
     for name, value in fields.items():
@@ -232,8 +228,7 @@ def _requeue(job: Job, *, reason: str) -> Job:
         _job_end(job, status=Job.Status.FAILED, error_code="worker_error", error_message=message)
         send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": "worker_error", "message": message})
         return job
-    if _holds_slot(job):
-        _free_slot(job)
+    _free_slot(job)
     job.status = Job.Status.QUEUED
     job.worker = None
     job.worker_channel = ""

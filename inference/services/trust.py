@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from inference.models import Job, Worker
@@ -83,10 +83,6 @@ def worker_unpause(*, worker: Worker) -> None:
 
 def worker_paused(worker: Worker, now: datetime | None = None) -> bool:
     return worker.paused_until is not None and worker.paused_until > (now or timezone.now())
-
-
-def not_paused(now: datetime | None = None) -> Q:
-    return Q(paused_until__isnull=True) | Q(paused_until__lte=now or timezone.now())
 
 
 def job_outcome_record(*, job: Job | None) -> None:
