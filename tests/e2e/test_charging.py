@@ -18,8 +18,6 @@ from tests.e2e.charging_checks import (
     in_tokens,
     job_of,
     ledger_is_sound,
-    limits_lifted,
-    sogni_rate_set,
 )
 from tests.support.openai_schema import validate
 from tests.support.processes import wait_until
@@ -29,14 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 SCRIPTED = "qwen3.5-35b-a3b-abliterated-gguf-q4km"
 HI = [{"role": "user", "content": "Hello there"}]
-
-
-@pytest.fixture
-def user(transactional_db, catalog):
-    sogni_rate_set()
-    account = account_create(email="user@example.com")
-    limits_lifted(account.user)
-    return account
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ from tests.e2e.charging_checks import (
     held,
     in_tokens,
     ledger_is_sound,
-    limits_lifted,
-    sogni_rate_set,
 )
 from tests.support.fixtures import LivePlatform
 from tests.support.processes import (
@@ -37,7 +35,7 @@ from tests.support.processes import (
     start_process,
     wait_until,
 )
-from tests.support.workers import WorkerPool, account_create, worker_row
+from tests.support.workers import WorkerPool, worker_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -113,14 +111,6 @@ def fault_platform(live_env, redis_server):
     daphne.stop()
     beat.stop()
     celery.stop()
-
-
-@pytest.fixture
-def user(transactional_db, catalog):
-    sogni_rate_set()
-    account = account_create(email="user@example.com")
-    limits_lifted(account.user)
-    return account
 
 
 @pytest.fixture

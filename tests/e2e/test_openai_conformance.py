@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.charging_checks import assert_charged, ledger_is_sound, limits_lifted, sogni_rate_set
+from tests.e2e.charging_checks import assert_charged, ledger_is_sound
 from tests.support.openai_schema import validate
 from tests.support.workers import SMOLLM2, account_create
 
@@ -39,14 +39,6 @@ TIME = {
     },
 }
 LLAMA = {"model": SMOLLM2, "temperature": 0, "max_tokens": 8}
-
-
-@pytest.fixture
-def user(transactional_db, catalog):
-    sogni_rate_set()
-    account = account_create(email="user@example.com")
-    limits_lifted(account.user)
-    return account
 
 
 @pytest.fixture
