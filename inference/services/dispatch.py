@@ -40,12 +40,11 @@ def _pick_sql(*, lock: str) -> str:
     )
 
 
-def _pick_worker(model_id: str, *, wait: bool) -> tuple[int, str] | None:
-    """The best worker with a free slot, row-locked; `wait=False` skips rows others hold locked."""
+def _pick_worker(model_id: str, *, skip_locked: bool) -> tuple[int, str] | None:
+    """The best worker with a free slot as of now; `skip_locked` row-locks it, passing over rows
+    others hold locked, otherwise nothing is locked."""
     adapt = connection.ops.adapt_datetimefield_value
-    lock = ""
-    if connection.features.has_select_for_update_skip_locked:
-        lock = " FOR UPDATE OF w" if wait else " FOR UPDATE OF w SKIP LOCKED"
+    lock = " FOR UPDATE OF w SKIP LOCKED" if skip_locked and connection.features.has_select_for_update_skip_locked else ""
     with connection.cursor() as cursor:
         cursor.execute(
             _pick_sql(lock=lock),
@@ -54,20 +53,40 @@ def _pick_worker(model_id: str, *, wait: bool) -> tuple[int, str] | None:
         return cursor.fetchone()
 
 
+def _fill_slot(worker_id: int, channel_name: str, now) -> bool:
+    """Take one slot of the worker if it still has one; waits for a concurrent claim to commit."""
+    return bool(
+        Worker.objects.filter(
+            pk=worker_id, status=Worker.Status.ONLINE, channel_name=channel_name, in_flight__lt=F("slots")
+        ).update(in_flight=F("in_flight") + 1, last_assigned_at=now)
+    )
+
+
+def _claim_slot(model_id: str, now) -> tuple[int, str] | None:
+    """Inside a transaction: take a slot of the best worker for the model; None if none has room."""
+    # A statement that waits for a locked row keeps the locks of rows it rechecked and passed over.
+    # Each attempt runs in a savepoint whose rollback drops them, so a dispatch never waits for a
+    # worker row while holding another (two dispatches could each hold the row the other waits for).
+    skip_locked = True  # first spread over the free workers nobody is claiming right now
+    while True:
+        savepoint = transaction.savepoint()
+        picked = _pick_worker(model_id, skip_locked=skip_locked)
+        if picked is not None and _fill_slot(*picked, now):
+            transaction.savepoint_commit(savepoint)
+            return picked
+        transaction.savepoint_rollback(savepoint)
+        if picked is None and not skip_locked:
+            return None
+        skip_locked = False  # then wait for the best one's pending claim; each lost race means a slot filled
+
+
 def _assign(job: Job) -> bool:
     """Inside a transaction holding the job's row lock: claim a worker slot for it."""
-    # A worker row is locked only from a slot claim or release to its commit, and rows are always
-    # locked job → worker → wallets: if every free candidate is locked, waiting for one cannot deadlock.
-    picked = _pick_worker(job.model_id, wait=False) or _pick_worker(job.model_id, wait=True)
+    now = timezone.now()
+    picked = _claim_slot(job.model_id, now)
     if picked is None:
         return False
     worker_id, channel_name = picked
-    now = timezone.now()
-    claimed = Worker.objects.filter(
-        pk=worker_id, status=Worker.Status.ONLINE, channel_name=channel_name, in_flight__lt=F("slots")
-    ).update(in_flight=F("in_flight") + 1, last_assigned_at=now)
-    if not claimed:
-        return False
     job.status = Job.Status.ASSIGNED
     job.worker_id = worker_id
     job.worker_channel = channel_name

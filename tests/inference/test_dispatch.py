@@ -2,6 +2,7 @@
 
 import random
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -182,3 +183,68 @@ def test_a_dispatch_waits_for_a_worker_row_another_transaction_holds(platform, o
     assert release.is_set()
     assert assigned_to(job) == "w"
     assert Worker.objects.get(pk=worker.pk).in_flight == 1
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _wait_until_blocked_by(pid: int) -> None:
+    """Until some backend waits for a lock that backend `pid` holds."""
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid])
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"nothing waited for backend {pid}")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_a_dispatch_lets_go_of_a_worker_that_filled_up_before_it_waits_for_the_next(platform, operator, customer):
+    """A dispatch that waited for a worker's row and found its last slot taken must not keep that row
+    locked while it waits for the next worker: two dispatches could each hold the row the other waits
+    for, and PostgreSQL would kill one of them as a deadlock."""
+    first = worker_online(operator.user, "first", slots=1)
+    second = worker_online(operator.user, "second", slots=1)
+    holders = {}
+    locked = {name: threading.Event() for name in ("first", "second")}
+    release = {name: threading.Event() for name in ("first", "second")}
+
+    def hold(name: str, worker: Worker, *, fill: bool) -> None:
+        try:
+            with transaction.atomic():
+                Worker.objects.select_for_update().get(pk=worker.pk)
+                holders[name] = _backend_pid()
+                locked[name].set()
+                release[name].wait(10)
+                if fill:  # another job took the worker's last slot
+                    Worker.objects.filter(pk=worker.pk).update(in_flight=1)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=hold, args=("first", first), kwargs={"fill": True}),
+        threading.Thread(target=hold, args=("second", second), kwargs={"fill": False}),
+    ]
+    for thread in threads:
+        thread.start()
+    assert all(event.wait(10) for event in locked.values())
+
+    created = []
+    dispatcher = threading.Thread(target=lambda: (created.append(job_queued(customer.user)), connection.close()))
+    dispatcher.start()
+    _wait_until_blocked_by(holders["first"])  # the dispatch waits for the best worker
+    release["first"].set()
+    _wait_until_blocked_by(holders["second"])  # it found that one full and waits for the next
+    with transaction.atomic():
+        assert Worker.objects.select_for_update(nowait=True).get(pk=first.pk).in_flight == 1
+
+    release["second"].set()
+    for thread in [*threads, dispatcher]:
+        thread.join(10)
+    assert assigned_to(created[0]) == "second"
+    assert Worker.objects.get(pk=second.pk).in_flight == 1
