@@ -44,7 +44,8 @@ def _pick_worker(model_id: str, *, skip_locked: bool) -> tuple[int, str] | None:
     """The best worker with a free slot as of now; `skip_locked` row-locks it, passing over rows
     others hold locked, otherwise nothing is locked."""
     adapt = connection.ops.adapt_datetimefield_value
-    lock = " FOR UPDATE OF w SKIP LOCKED" if skip_locked and connection.features.has_select_for_update_skip_locked else ""
+    skip_locked = skip_locked and connection.features.has_select_for_update_skip_locked
+    lock = " FOR UPDATE OF w SKIP LOCKED" if skip_locked else ""
     with connection.cursor() as cursor:
         cursor.execute(
             _pick_sql(lock=lock),
