@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,18 @@ class LocalFirstChannelLayer:
         while True:
             queue.put_nowait(await self.remote.receive(name))
 
+    async def _send_remote(self, channel: str, message: dict) -> None:
+        try:
+            await self.remote.send(channel, message)
+        except RedisConnectionError:
+            # A connection Redis closed (it restarted) fails once, then the pool opens a new one.
+            logger.warning("channel layer: Redis connection lost, sending again on a new one")
+            await self.remote.send(channel, message)
+
     async def send(self, channel: str, message: dict) -> None:
         local = self.local.get(channel)
         if local is None:
-            await self.remote.send(channel, message)
+            await self._send_remote(channel, message)
             return
         try:
             running = asyncio.get_running_loop()
@@ -62,7 +71,7 @@ class LocalFirstChannelLayer:
             local.loop.call_soon_threadsafe(local.queue.put_nowait, message)
         except RuntimeError:  # that loop is gone, and its reader with it
             self.local.pop(channel, None)
-            await self.remote.send(channel, message)
+            await self._send_remote(channel, message)
 
     def receive_nowait(self, channel: str) -> dict | None:
         """A message already waiting on a channel of this process, or None."""
