@@ -16,11 +16,13 @@ def py_spy() -> str | None:
 
 
 def record(pid: int, out: Path, *, duration: int, rate: int = 250) -> subprocess.Popen | None:
+    """Samples of the thread holding the GIL only (`--gil`): a process's Python runs on one core at a
+    time, and threads waiting for the GIL would otherwise show as busy wherever they wait."""
     exe = py_spy()
     if exe is None:
         return None
     args = [exe, "record", "--pid", str(pid), "--duration", str(duration), "--rate", str(rate),
-            "--format", "raw", "--output", str(out), "--threads", "--nonblocking"]  # fmt: skip
+            "--format", "raw", "--output", str(out), "--threads", "--gil", "--nonblocking"]  # fmt: skip
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -26,8 +26,9 @@ from inference.protocol import ProtocolViolation, RateLimiter, parse_frame
 from inference.relay import REPLY_ASSIGNED, REPLY_DELTA
 from inference.services import (
     WorkerRefused,
+    job_complete,
+    job_complete_later,
     job_fail,
-    job_finish,
     job_mark_running,
     job_requeue,
     worker_disconnect,
@@ -89,6 +90,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.worker_id: int | None = None
         self.owner = None
         self.jobs: dict[str, HeldJob] = {}
+        self.finishing: dict[str, float] = {}  # job id -> when its done went to Celery
         self.closing = False
         self.dropped = 0
         self.last_frame = time.monotonic()
@@ -114,7 +116,12 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if self.background:
             await asyncio.wait(self.background)
         delivered = {job_id: job.tokens for job_id, job in self.jobs.items() if job.frames}
-        await _db(worker_disconnect)(worker_id=self.worker_id, channel_name=self.channel_name, delivered=delivered)
+        await _db(worker_disconnect)(
+            worker_id=self.worker_id,
+            channel_name=self.channel_name,
+            delivered=delivered,
+            finishing=list(self.finishing),
+        )
         for _ in self.jobs:  # each job it held when it went away counts against the worker
             await _db(worker_fault_record)(worker_id=self.worker_id, kind="aborted")
         self.jobs.clear()
@@ -246,21 +253,36 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if job is None:
             await self._drop(frame)
             return
-        # Off the frame loop: the other jobs' deltas need not wait for this one's settlement.
-        self._in_background(self._finish(job, frame))
-
-    async def _finish(self, job: HeldJob, frame: dict) -> None:
-        ended = await _db(job_finish)(
-            job_id=frame["job_id"],
-            channel_name=self.channel_name,
-            finish_reason=frame["finish_reason"],
-            prompt_tokens=frame["prompt_tokens"],
+        finish = {
+            "job_id": frame["job_id"],
+            "channel_name": self.channel_name,
+            "finish_reason": frame["finish_reason"],
+            "prompt_tokens": frame["prompt_tokens"],
             # Bill at most what was relayed and never more than the job allows.
-            completion_tokens=min(frame["completion_tokens"], job.tokens, job.max_tokens),
-            reasoning_tokens=frame["reasoning_tokens"],
-            first_token_at=job.first_token_at,
-        )
-        self._in_background(_db(job_outcome_record)(job=ended))
+            "completion_tokens": min(frame["completion_tokens"], job.tokens, job.max_tokens),
+            "reasoning_tokens": frame["reasoning_tokens"],
+            "first_token_at": job.first_token_at,
+        }
+        if not settings.CELERY_TASK_ALWAYS_EAGER:
+            try:
+                job_complete_later(**finish)
+            except Exception:
+                logger.exception("worker %s: could not hand job %s to Celery; completing it here", self.worker_id,
+                                 frame["job_id"])  # fmt: skip
+            else:
+                self._finishing(frame["job_id"])
+                return
+        # Off the frame loop: the other jobs' deltas need not wait for this one's settlement.
+        self._in_background(_db(job_complete)(**finish))
+
+    def _finishing(self, job_id: str) -> None:
+        """Until Celery has completed it, a disconnect must not fail the job; after a lease, it has."""
+        now = time.monotonic()
+        self.finishing[job_id] = now
+        for old, since in list(self.finishing.items()):  # oldest first
+            if now - since < settings.JOB_LEASE_SECONDS:
+                break
+            del self.finishing[old]
 
     async def on_error(self, frame: dict) -> None:
         job = self.jobs.pop(frame["job_id"], None)

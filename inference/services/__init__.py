@@ -3,6 +3,8 @@
 from inference.services.dispatch import job_dispatch, jobs_dispatch_queued
 from inference.services.jobs import (
     job_cancel,
+    job_complete,
+    job_complete_later,
     job_create,
     job_expire,
     job_fail,
@@ -27,6 +29,8 @@ __all__ = [
     "Registration",
     "WorkerRefused",
     "job_cancel",
+    "job_complete",
+    "job_complete_later",
     "job_create",
     "job_dispatch",
     "job_expire",

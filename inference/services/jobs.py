@@ -6,6 +6,7 @@ in the transaction that changes its status, and settles or releases the job's bi
 
 import logging
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from billing.services import HoldNotFound, job_release, job_settle
 from inference.models import Job, LlmModel, Worker
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
 from inference.services.dispatch import dispatch_job_on_commit, dispatch_next_on_commit
+from inference.services.trust import job_outcome_record
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +180,22 @@ def job_finish(
     return job
 
 
+def job_complete(**finish) -> Job | None:
+    """job_finish, then the job counts towards its worker's statistics."""
+    ended = job_finish(**finish)
+    job_outcome_record(job=ended)
+    return ended
+
+
+def job_complete_later(*, first_token_at: datetime | None, **finish) -> None:
+    """job_complete in a Celery worker: settlement is most of a request's database work, and the
+    socket's process has one core for relaying every stream. Raises if the broker is unreachable."""
+    from inference.tasks import complete_job_task
+
+    first_token = first_token_at.isoformat() if first_token_at else None
+    complete_job_task.apply_async(kwargs={**finish, "first_token_at": first_token}, retry=False)
+
+
 def job_fail(
     *,
     job_id: JobId,
@@ -279,13 +297,18 @@ def job_cancel(*, job_id: JobId) -> str | None:
         return job.worker_channel
 
 
-def release_connection_jobs(*, channel_name: str, delivered: dict[str, int] | None) -> int:
+def release_connection_jobs(
+    *, channel_name: str, delivered: dict[str, int] | None, finishing: Collection[str] = ()
+) -> int:
     """A worker connection is gone: jobs that produced no token go back to the queue, jobs that
-    streamed fail. `delivered` maps job ids to tokens relayed (None: not known, use the job status)."""
+    streamed fail. `delivered` maps job ids to tokens relayed (None: not known, use the job status);
+    `finishing` jobs reported done and are being completed elsewhere (job_complete_later)."""
     delivered = delivered or {}
     released = 0
     with transaction.atomic():
         jobs = Job.objects.select_for_update().filter(worker_channel=channel_name, status__in=Job.ACTIVE)
+        if finishing:
+            jobs = jobs.exclude(id__in=list(finishing))
         for job in jobs:
             job_key = str(job.id)
             if job_key in delivered or job.status == Job.Status.RUNNING:

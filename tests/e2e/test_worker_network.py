@@ -1,6 +1,7 @@
 """The worker network end to end: real daphne, a Celery worker, PostgreSQL, Redis and `sogni-worker`
 processes running the llama-cpp engine on SmolLM2, driven with the official `openai` SDK."""
 
+import json
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -154,3 +155,36 @@ def test_a_worker_with_a_bad_or_disabled_key_cannot_register(workers, operator, 
     assert worker_row(owner=operator.user, name="refused") is None
     # The platform stays fine for everyone else.
     assert httpx.get(live_platform.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_a_worker_that_hangs_up_right_after_done_still_delivers_a_complete_charged_reply(
+    live_platform, operator, client
+):
+    """The socket hands a worker's `done` to Celery, which settles the job and ends the stream (that
+    path end to end); a worker closing its connection at once must not turn the finished reply into a
+    failure (tests/inference/test_reaping.py pins the disconnect's side of that race)."""
+    from billing.models import Hold
+    from inference.models import Job
+
+    socket_url = live_platform.url.replace("http://", "ws://") + "/ws/worker/"
+    hello = {"type": "hello", "protocol": 1, "worker_name": "hangs-up", "models": [SMOLLM2], "slots": 1}
+    with ThreadPoolExecutor(1) as pool:
+        with connect(socket_url, additional_headers={"Authorization": f"Bearer {operator.key}"}) as socket:
+            socket.send(json.dumps(hello))
+            assert json.loads(socket.recv(timeout=10))["type"] == "welcome"
+            reply = pool.submit(client.chat.completions.create, model=SMOLLM2, messages=PROMPT, max_tokens=8)
+            frame = json.loads(socket.recv(timeout=30))
+            while frame["type"] != "job":
+                frame = json.loads(socket.recv(timeout=30))
+            job_id = frame["job_id"]
+            socket.send(json.dumps({"type": "delta", "job_id": job_id, "content": "Hi there", "tokens": 2}))
+            usage = {"prompt_tokens": 5, "completion_tokens": 2}
+            socket.send(json.dumps({"type": "done", "job_id": job_id, "finish_reason": "stop", "usage": usage}))
+        completion = reply.result(timeout=30)
+
+    assert completion.choices[0].message.content == "Hi there"
+    assert completion.choices[0].finish_reason == "stop"
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (5, 2)
+    assert Job.objects.get(id=job_id).status == Job.Status.COMPLETED
+    hold = Hold.objects.get(job_id=job_id)
+    assert hold.status == Hold.Status.SETTLED and hold.charged > 0
