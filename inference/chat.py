@@ -29,7 +29,7 @@ from inference.openai.responses import (
 )
 from inference.relay import ReplyReader
 from inference.selectors import model_has_online_worker, model_resolve
-from inference.services import job_cancel, job_create, job_dispatch, job_expire
+from inference.services import job_cancel, job_create, job_expire
 from ratelimits.services import ratelimit_check_request, ratelimit_consume_tokens_async
 from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 
@@ -86,6 +86,9 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
     # Tokens per minute are checked against the worst case; the session records what was used.
     ratelimit_state = ratelimit_check_request(api_key=api_key, tokens=prompt_tokens_estimate + max_tokens)
     token_type = chat.token_type if chat.token_type_explicit else (api_key.user.default_token_type or "auto")
+    # One transaction: a free worker slot is claimed first (its row stays locked to the commit), then
+    # the job is inserted already assigned and the worst case held. InsufficientBalance (402) rolls
+    # it all back, so nothing is dispatched. Rows are locked worker → wallet here as in settlement.
     with transaction.atomic():
         job = job_create(
             user=api_key.user,
@@ -97,10 +100,9 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             prompt_tokens_estimate=prompt_tokens_estimate,
             token_type=token_type,
             reply_channel=reply_channel,
-            dispatch=False,
+            assign_now=True,
         )
-        # The worst case is held before dispatch: InsufficientBalance (402) rolls the job back with
-        # it, so nothing is dispatched. Billing's job_id is str(job.id).
+        # Billing's job_id is str(job.id).
         job_hold(
             user=api_key.user,
             job_id=str(job.id),
@@ -110,8 +112,6 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             token_type=token_type,
             new_job=True,
         )
-    # In a transaction of its own, so the customer's wallet is not locked while a worker is picked.
-    job_dispatch(job_id=job.id)
     return job, model, ratelimit_state
 
 

@@ -81,22 +81,19 @@ def _claim_slot(model_id: str, now) -> tuple[int, str] | None:
         skip_locked = False  # then wait for the best one's pending claim; each lost race means a slot filled
 
 
-def _assign(job: Job) -> bool:
-    """Inside a transaction holding the job's row lock: claim a worker slot for it."""
+def _take_slot(job: Job) -> bool:
+    """Claim a worker slot for the job and set it assigned (not saved); it goes to the worker after commit."""
     now = timezone.now()
     picked = _claim_slot(job.model_id, now)
     if picked is None:
         return False
-    worker_id, channel_name = picked
     job.status = Job.Status.ASSIGNED
-    job.worker_id = worker_id
-    job.worker_channel = channel_name
+    job.worker_id, job.worker_channel = picked
     job.assigned_at = now
     job.lease_expires_at = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
     job.attempts += 1
-    job.save(update_fields=["status", "worker", "worker_channel", "assigned_at", "lease_expires_at", "attempts"])
     send_on_commit(
-        channel_name,
+        job.worker_channel,
         {
             "type": WORKER_JOB_ASSIGN,
             "job_id": str(job.id),
@@ -107,6 +104,21 @@ def _assign(job: Job) -> bool:
         },
     )
     return True
+
+
+def _assign(job: Job) -> bool:
+    """Inside a transaction holding the job's row lock: claim a worker slot for it."""
+    if not _take_slot(job):
+        return False
+    job.save(update_fields=["status", "worker", "worker_channel", "assigned_at", "lease_expires_at", "attempts"])
+    return True
+
+
+def job_assign_unsaved(job: Job) -> bool:
+    """In the transaction that creates `job`, before it is inserted: give it a free worker slot if one
+    exists now. Nobody else can see the job yet, so it needs no lock; if this returns False the caller
+    must dispatch it after commit (a slot may free up before the job is visible)."""
+    return _take_slot(job)
 
 
 def job_dispatch(*, job_id: str | uuid.UUID) -> bool:

@@ -18,7 +18,7 @@ from billing.models import Hold
 from billing.services import HoldNotFound, job_release, job_settle
 from inference.models import Job, LlmModel, Worker
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
-from inference.services.dispatch import dispatch_job_on_commit, dispatch_next_on_commit
+from inference.services.dispatch import dispatch_job_on_commit, dispatch_next_on_commit, job_assign_unsaved
 from inference.services.trust import job_outcome_record
 
 logger = logging.getLogger(__name__)
@@ -37,11 +37,12 @@ def job_create(
     prompt_tokens_estimate: int,
     token_type: str,
     reply_channel: str,
-    dispatch: bool = True,
+    assign_now: bool = False,
 ) -> Job:
-    """A queued job; dispatch is queued after commit, unless the caller dispatches it itself
-    (`dispatch=False`, then job_dispatch after commit). Subscribe `reply_channel` before calling this."""
-    job = Job.objects.create(
+    """A new job, dispatched by Celery after commit; with `assign_now` it takes a free worker slot in
+    the caller's transaction and is inserted already assigned (Celery only if none is free).
+    Subscribe `reply_channel` before calling this."""
+    job = Job(
         user=user,
         model=model,
         public_id=public_id,
@@ -52,7 +53,11 @@ def job_create(
         token_type=token_type,
         reply_channel=reply_channel,
     )
-    if dispatch:
+    if assign_now and not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("assign_now: the job must be created in the caller's transaction")
+    assigned = assign_now and job_assign_unsaved(job)
+    job.save(force_insert=True)
+    if not assigned:
         dispatch_job_on_commit(job.id)
     return job
 
