@@ -8,6 +8,7 @@ job exists, so nothing the worker sends can be missed.
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -36,6 +37,10 @@ from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+
+# The sessions a request opened, for the ASGI handler to close if the response is never read
+# (sogni_platform.asgi.ApiASGIHandler); unset outside it.
+chat_sessions: ContextVar[list | None] = ContextVar("chat_sessions", default=None)
 
 
 def _db(function):
@@ -131,18 +136,38 @@ class ChatSession:
         self.user_id = job.user_id
         self.ratelimit_state = ratelimit_state  # for the middleware's x-ratelimit-* headers
         self.ended = False
+        self.closed = False
         self.used_tokens = 0
 
     @classmethod
     async def open(cls, *, api_key, chat: ChatRequest) -> "ChatSession":
         reply_channel = await get_channel_layer().new_channel()
         reader = ReplyReader(reply_channel)
+        opening = asyncio.ensure_future(_db(_job_open)(api_key=api_key, chat=chat, reply_channel=reply_channel))
         try:
-            job, model, state = await _db(_job_open)(api_key=api_key, chat=chat, reply_channel=reply_channel)
+            job, model, state = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The client left while its job was being opened; the thread opens it all the same.
+            await cls._abandon(opening, chat=chat, reader=reader)
+            raise
         except BaseException:
             await reader.close()
             raise
-        return cls(job=job, model=model, chat=chat, reader=reader, ratelimit_state=state)
+        session = cls(job=job, model=model, chat=chat, reader=reader, ratelimit_state=state)
+        opened = chat_sessions.get()
+        if opened is not None:
+            opened.append(session)
+        return session
+
+    @classmethod
+    async def _abandon(cls, opening: asyncio.Future, *, chat: ChatRequest, reader: ReplyReader) -> None:
+        """Wait for a job nobody will read to be opened, then cancel it (nothing delivered: no charge)."""
+        try:
+            job, model, _ = await opening
+        except Exception:  # nothing was opened (402, 429, 503...)
+            await reader.close()
+            return
+        await cls(job=job, model=model, chat=chat, reader=reader).close()
 
     async def _messages(self, *, keepalive: float | None) -> AsyncIterator[dict | None]:
         """Reply-channel messages until the job ends; None when `keepalive` seconds passed quietly.
@@ -233,7 +258,10 @@ class ChatSession:
             await asyncio.shield(self.close())
 
     async def close(self) -> None:
-        """Unsubscribe; if the job is still going (the client left), cancel it."""
+        """Unsubscribe; if the job is still going (the client left), cancel it. Once; later calls do nothing."""
+        if self.closed:
+            return
+        self.closed = True
         if self.used_tokens:
             await ratelimit_consume_tokens_async(user_id=self.user_id, tokens=self.used_tokens)
         try:

@@ -1,3 +1,4 @@
+import asyncio
 import os
 
 from django.core.asgi import get_asgi_application
@@ -10,6 +11,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
+from inference.chat import chat_sessions  # noqa: E402
 from sogni_platform.middleware import RequestIdMiddleware  # noqa: E402
 from sogni_platform.routing import websocket_urlpatterns  # noqa: E402
 
@@ -26,6 +28,19 @@ class ApiASGIHandler(ASGIHandler):
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
         handler = convert_exception_to_response(self._get_response_async)
         self._middleware_chain = convert_exception_to_response(RequestIdMiddleware(handler))
+
+    async def handle(self, scope, receive, send):
+        """A client gone before its stream's first read (the view, its middleware or the send cancelled)
+        never starts the generator whose `finally` closes the chat session and cancels its job: every
+        session the request opened is closed here as well (a session closes once)."""
+        sessions = []
+        token = chat_sessions.set(sessions)
+        try:
+            await super().handle(scope, receive, send)
+        finally:
+            chat_sessions.reset(token)
+            for session in sessions:
+                await asyncio.shield(session.close())
 
 
 api_asgi_app = ApiASGIHandler()

@@ -1,8 +1,10 @@
 """POST /v1/chat/completions with a worker connected over the real socket consumer."""
 
 import asyncio
+import threading
 
 from asgiref.sync import sync_to_async
+from django.db import connection, transaction
 
 from inference.models import Job, Worker
 from tests.inference.platform import QWEN, SMOLLM2, HttpCall, WorkerSocket, run
@@ -325,3 +327,48 @@ def test_requests_over_the_rate_limit_are_429_and_create_no_job(platform, operat
     assert second.json()["error"]["code"] == "rate_limit_exceeded"
     assert second.headers["retry-after"]
     assert Job.objects.count() == 1
+
+
+def test_a_client_gone_while_its_job_opens_gets_the_job_cancelled_and_pays_nothing(platform, operator, customer):
+    """The client hangs up while the job is being opened (here: its hold waits for the wallet row).
+    The opening finishes in its thread regardless; the job must then be cancelled on the worker and
+    its hold released, not run for nobody and be charged in full."""
+    from billing.models import Hold, Wallet
+    from tests.inference.test_dispatch import _backend_pid, _wait_until_blocked_by
+
+    locked, release, holder = threading.Event(), threading.Event(), {}
+
+    def lock_the_wallet() -> None:
+        try:
+            with transaction.atomic():
+                list(Wallet.objects.select_for_update().filter(user=customer.user))
+                holder["pid"] = _backend_pid()
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(slots=1)
+        thread = threading.Thread(target=lock_the_wallet)
+        thread.start()
+        assert await sync_to_async(locked.wait)(10)
+        call = chat(customer.key, stream=True)
+        await call.communicator.send_input({"type": "http.request", "body": call.raw, "more_body": False})
+        await sync_to_async(_wait_until_blocked_by)(holder["pid"])  # the opening waits in its hold
+        await call.communicator.send_input({"type": "http.disconnect"})
+        await asyncio.sleep(0.2)  # the view is cancelled meanwhile
+        release.set()
+        await sync_to_async(thread.join)(10)
+        job = await worker.job()
+        cancel = await worker.receive()
+        await worker.send({"type": "error", "job_id": job["job_id"], "code": "cancelled", "message": "stopped"})
+        await call.communicator.wait(10)
+        await worker.disconnect(code=1000)
+        return job, cancel
+
+    job, cancel = run(scenario)
+    assert cancel == {"type": "cancel", "job_id": job["job_id"]}
+    assert Job.objects.get().status == Job.Status.CANCELLED
+    assert Hold.objects.get(job_id=job["job_id"]).status == Hold.Status.RELEASED
