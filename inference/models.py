@@ -127,6 +127,8 @@ class Job(models.Model):
     worker_channel = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    # When it last entered the queue (created or requeued): the abandoned-job sweep counts from here.
+    queued_at = models.DateTimeField(default=timezone.now)
     assigned_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     # Renewed by the worker's heartbeats and deltas while assigned or running; the reaper acts on expiry.

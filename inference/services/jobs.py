@@ -256,7 +256,8 @@ def _requeue(job: Job, *, reason: str) -> Job:
     job.worker = None
     job.worker_channel = ""
     job.assigned_at = None
-    job.save(update_fields=["status", "worker", "worker_channel", "assigned_at"])
+    job.queued_at = timezone.now()
+    job.save(update_fields=["status", "worker", "worker_channel", "assigned_at", "queued_at"])
     logger.info("job %s requeued (attempt %s): %s", job.id, job.attempts, reason)
     send_on_commit(job.reply_channel, {"type": REPLY_REQUEUED})
     dispatch_job_on_commit(job.id)
@@ -285,7 +286,7 @@ def job_expire(*, job_id: JobId, notify: bool = False) -> bool:
 def jobs_expire_abandoned() -> int:
     """Queued jobs whose waiting request is gone (its server died) and would never be expired by it."""
     cutoff = timezone.now() - timedelta(seconds=2 * settings.JOB_QUEUE_TIMEOUT)
-    stale = Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=cutoff).values_list("id", flat=True)
+    stale = Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=cutoff).values_list("id", flat=True)
     return sum(job_expire(job_id=job_id, notify=True) for job_id in stale[:1000])
 
 

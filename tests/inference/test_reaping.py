@@ -8,7 +8,13 @@ from django.utils import timezone
 
 from inference.models import Job, Worker
 from inference.relay import REPLY_ERROR, REPLY_REQUEUED, ReplyReader
-from inference.services import job_complete, job_mark_running, worker_disconnect
+from inference.services import (
+    job_complete,
+    job_mark_running,
+    job_requeue,
+    jobs_expire_abandoned,
+    worker_disconnect,
+)
 from inference.tasks import reap_stale_task
 from tests.inference.platform import job_queued, run, worker_online
 
@@ -58,7 +64,7 @@ def test_an_abandoned_queued_job_is_expired(platform, customer):
         reply = await get_channel_layer().new_channel()
         job = await sync_to_async(job_queued)(customer.user, reply_channel=reply)
         await sync_to_async(
-            lambda: Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=1))
+            lambda: Job.objects.filter(pk=job.pk).update(queued_at=timezone.now() - timedelta(hours=1))
         )()
         await sync_to_async(reap_stale_task)()
         reader = ReplyReader(reply)
@@ -93,3 +99,21 @@ def test_a_disconnect_leaves_a_job_whose_done_celery_is_completing_to_be_complet
     finished.refresh_from_db()
     assert (finished.status, finished.completion_tokens) == (Job.Status.COMPLETED, 2)
     assert Worker.objects.get(pk=worker.pk).in_flight == 0
+
+
+def test_a_job_requeued_just_now_is_not_taken_for_abandoned_however_old_it_is(platform, operator, customer):
+    """The sweep expires jobs queued for twice the queue timeout; a job that ran long on a worker and
+    was requeued has a waiting request that restarted its own timeout."""
+    worker = worker_online(operator.user, "w", slots=1)
+    job = job_queued(customer.user)
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    Worker.objects.filter(pk=worker.pk).update(status=Worker.Status.DRAINING)  # nobody takes it again
+    assert job_requeue(job_id=job.id, channel_name=worker.channel_name, reason="worker error") is not None
+    jobs_expire_abandoned()
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED
+
+    Job.objects.filter(pk=job.pk).update(queued_at=timezone.now() - timedelta(hours=1))
+    jobs_expire_abandoned()
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == (Job.Status.FAILED, "no_worker_available")
