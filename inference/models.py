@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -128,7 +129,8 @@ class Job(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     # When it last entered the queue (created or requeued): the abandoned-job sweep counts from here.
-    queued_at = models.DateTimeField(default=timezone.now)
+    # The database default lets servers still on the previous release insert jobs during an upgrade.
+    queued_at = models.DateTimeField(default=timezone.now, db_default=Now())
     assigned_at = models.DateTimeField(null=True, blank=True)
     first_token_at = models.DateTimeField(null=True, blank=True)
     # Renewed by the worker's heartbeats and deltas while assigned or running; the reaper acts on expiry.
