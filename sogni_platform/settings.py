@@ -151,6 +151,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CONSUMER = "sogni_platform.celery_consumer:FastReconnectConsumer"
+# The worker socket hands `done` to Celery from the event loop: an unreachable broker must fail fast
+# (the server then completes the job itself) rather than stall every stream of the process.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "sogni")
 CELERY_BEAT_SCHEDULE: dict = {}
 
