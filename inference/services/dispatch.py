@@ -81,8 +81,10 @@ def _claim_slot(model_id: str, now) -> tuple[int, str] | None:
         skip_locked = False  # then wait for the best one's pending claim; each lost race means a slot filled
 
 
-def _take_slot(job: Job) -> bool:
-    """Claim a worker slot for the job and set it assigned (not saved); it goes to the worker after commit."""
+def job_take_slot(job: Job) -> bool:
+    """Inside a transaction: claim a worker slot for the job and set it assigned (not saved); it goes to
+    the worker after commit. The job must be row-locked by the caller, or not yet inserted (nobody else
+    can see it); for a new job that gets no slot the caller dispatches it after commit."""
     now = timezone.now()
     picked = _claim_slot(job.model_id, now)
     if picked is None:
@@ -108,17 +110,10 @@ def _take_slot(job: Job) -> bool:
 
 def _assign(job: Job) -> bool:
     """Inside a transaction holding the job's row lock: claim a worker slot for it."""
-    if not _take_slot(job):
+    if not job_take_slot(job):
         return False
     job.save(update_fields=["status", "worker", "worker_channel", "assigned_at", "lease_expires_at", "attempts"])
     return True
-
-
-def job_assign_unsaved(job: Job) -> bool:
-    """In the transaction that creates `job`, before it is inserted: give it a free worker slot if one
-    exists now. Nobody else can see the job yet, so it needs no lock; if this returns False the caller
-    must dispatch it after commit (a slot may free up before the job is visible)."""
-    return _take_slot(job)
 
 
 def job_dispatch(*, job_id: str | uuid.UUID) -> bool:

@@ -7,6 +7,7 @@ application. Everything runs on one event loop: wrap a scenario in `run(...)`.
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 
 from asgiref.sync import async_to_sync
@@ -253,3 +254,25 @@ async def wait_for(predicate, *, timeout: float = 10, interval: float = 0.02):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def wait_until_blocked_by(pid: int) -> None:
+    """Until some backend waits for a lock that backend `pid` holds (PostgreSQL)."""
+    from django.db import connection
+
+    deadline = time.monotonic() + 10
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid])
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"nothing waited for backend {pid}")

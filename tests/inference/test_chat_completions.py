@@ -7,7 +7,7 @@ from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 
 from inference.models import Job, Worker
-from tests.inference.platform import QWEN, SMOLLM2, HttpCall, WorkerSocket, run
+from tests.inference.platform import QWEN, SMOLLM2, HttpCall, WorkerSocket, backend_pid, run, wait_until_blocked_by
 
 HI = [{"role": "user", "content": "Say hello"}]
 
@@ -334,7 +334,6 @@ def test_a_client_gone_while_its_job_opens_gets_the_job_cancelled_and_pays_nothi
     The opening finishes in its thread regardless; the job must then be cancelled on the worker and
     its hold released, not run for nobody and be charged in full."""
     from billing.models import Hold, Wallet
-    from tests.inference.test_dispatch import _backend_pid, _wait_until_blocked_by
 
     locked, release, holder = threading.Event(), threading.Event(), {}
 
@@ -342,7 +341,7 @@ def test_a_client_gone_while_its_job_opens_gets_the_job_cancelled_and_pays_nothi
         try:
             with transaction.atomic():
                 list(Wallet.objects.select_for_update().filter(user=customer.user))
-                holder["pid"] = _backend_pid()
+                holder["pid"] = backend_pid()
                 locked.set()
                 release.wait(10)
         finally:
@@ -356,7 +355,7 @@ def test_a_client_gone_while_its_job_opens_gets_the_job_cancelled_and_pays_nothi
         assert await sync_to_async(locked.wait)(10)
         call = chat(customer.key, stream=True)
         await call.communicator.send_input({"type": "http.request", "body": call.raw, "more_body": False})
-        await sync_to_async(_wait_until_blocked_by)(holder["pid"])  # the opening waits in its hold
+        await sync_to_async(wait_until_blocked_by)(holder["pid"])  # the opening waits in its hold
         await call.communicator.send_input({"type": "http.disconnect"})
         await asyncio.sleep(0.2)  # the view is cancelled meanwhile
         release.set()

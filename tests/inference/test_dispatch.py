@@ -2,7 +2,6 @@
 
 import random
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -20,7 +19,7 @@ from inference.services import (
     jobs_dispatch_queued,
     worker_set_draining,
 )
-from tests.inference.platform import QWEN, SMOLLM2, job_queued, run, worker_online
+from tests.inference.platform import QWEN, SMOLLM2, backend_pid, job_queued, run, wait_until_blocked_by, worker_online
 
 
 def assigned_to(job: Job) -> str | None:
@@ -185,24 +184,6 @@ def test_a_dispatch_waits_for_a_worker_row_another_transaction_holds(platform, o
     assert Worker.objects.get(pk=worker.pk).in_flight == 1
 
 
-def _backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
-def _wait_until_blocked_by(pid: int) -> None:
-    """Until some backend waits for a lock that backend `pid` holds."""
-    deadline = time.monotonic() + 10
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid])
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"nothing waited for backend {pid}")
-
-
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 def test_a_dispatch_lets_go_of_a_worker_that_filled_up_before_it_waits_for_the_next(platform, operator, customer):
     """A dispatch that waited for a worker's row and found its last slot taken must not keep that row
@@ -218,7 +199,7 @@ def test_a_dispatch_lets_go_of_a_worker_that_filled_up_before_it_waits_for_the_n
         try:
             with transaction.atomic():
                 Worker.objects.select_for_update().get(pk=worker.pk)
-                holders[name] = _backend_pid()
+                holders[name] = backend_pid()
                 locked[name].set()
                 release[name].wait(10)
                 if fill:  # another job took the worker's last slot
@@ -237,9 +218,9 @@ def test_a_dispatch_lets_go_of_a_worker_that_filled_up_before_it_waits_for_the_n
     created = []
     dispatcher = threading.Thread(target=lambda: (created.append(job_queued(customer.user)), connection.close()))
     dispatcher.start()
-    _wait_until_blocked_by(holders["first"])  # the dispatch waits for the best worker
+    wait_until_blocked_by(holders["first"])  # the dispatch waits for the best worker
     release["first"].set()
-    _wait_until_blocked_by(holders["second"])  # it found that one full and waits for the next
+    wait_until_blocked_by(holders["second"])  # it found that one full and waits for the next
     with transaction.atomic():
         assert Worker.objects.select_for_update(nowait=True).get(pk=first.pk).in_flight == 1
 
