@@ -45,6 +45,7 @@ class Result:
     ids: set[str] = field(default_factory=set)
     sent_at: float = 0.0  # wall clock (time.time), to line up with the platform's job timestamps
     first_at: float | None = None
+    warmup: bool = False  # a staggered client's first request, sent while the load still ramps up
 
 
 def _body(nonce: str | None, *, stream: bool, max_tokens: int, prompt: str) -> dict:
@@ -127,17 +128,30 @@ async def drive(
     prompt: str = "please answer briefly",
     marker: bool = True,
     timeout: float = 300,
+    ramp_s: float = 0.0,
 ) -> tuple[list[Result], float]:
-    """`requests` calls, `concurrency` at a time; the results and the wall time."""
+    """`requests` calls, `concurrency` at a time; the results and the wall time.
+
+    `ramp_s` > 0 staggers the clients: client k starts k * ramp_s / concurrency seconds in, and each
+    client's first request is an extra one marked `warmup` (it ran while the load was ramping up).
+    Set to one reply's duration, that is a steady load of `concurrency` streams whose arrivals are
+    spread out, as concurrent users' are; 0 starts every client at once (a burst, every round).
+    """
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     counter = itertools.count()
     results: list[Result] = []
 
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
 
-        async def loop() -> None:
-            while (i := next(counter)) < requests:
-                result = Result(nonce=f"n{uuid.uuid4().hex[:16]}x")
+        async def loop(k: int) -> None:
+            warmup = ramp_s > 0
+            if warmup:
+                await asyncio.sleep(k * ramp_s / concurrency)
+            while warmup or (i := next(counter)) < requests:
+                if warmup:
+                    i = k
+                result = Result(nonce=f"n{uuid.uuid4().hex[:16]}x", warmup=warmup)
+                warmup = False
                 results.append(result)
                 url = target.urls[i % len(target.urls)]
                 body = _body(result.nonce if marker else None, stream=stream, max_tokens=max_tokens, prompt=prompt)
@@ -149,7 +163,7 @@ async def drive(
                     result.error = f"{type(exc).__name__}: {exc}"
 
         started = time.perf_counter()
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
+        await asyncio.gather(*(loop(k) for k in range(concurrency)))
         wall = time.perf_counter() - started
     return results, wall
 

@@ -35,6 +35,7 @@ def summarize(
 ) -> dict:
     ok = [r for r in results if r.ok]
     tokens = sum(r.tokens for r in ok)
+    measured = [r for r in ok if not r.warmup]  # latencies: without the ramp-up of staggered clients
     errors = [r.error for r in results if not r.ok]
     talk = cross_talk(results, scripted=engine == "scripted")
     run = {
@@ -52,15 +53,18 @@ def summarize(
         "output_tokens": tokens,
         "output_tokens_per_s": round(tokens / wall, 2) if wall else None,
         "requests_per_s": round(len(ok) / wall, 2) if wall else None,
-        "e2e_ms": _ms([r.e2e for r in ok if r.e2e is not None]),
+        "warmup_requests": len(ok) - len(measured),
+        "e2e_ms": _ms([r.e2e for r in measured if r.e2e is not None]),
         "cpu_s": cpu,
         "cpu_s_per_1k_tokens": round(cpu["total"] / tokens * 1000, 4) if tokens else None,
     }
     if mode == "stream":
-        run["ttft_ms"] = _ms([r.ttft for r in ok if r.ttft is not None])
-        run["itl_ms"] = _ms([gap for r in ok for gap in r.gaps])
+        run["ttft_ms"] = _ms([r.ttft for r in measured if r.ttft is not None])
+        run["itl_ms"] = _ms([gap for r in measured for gap in r.gaps])
         # Per-stream decode rate (tokens after the first / time after the first), then its median.
-        rates = [(r.tokens - 1) / (r.e2e - r.ttft) for r in ok if r.tokens > 1 and r.e2e and r.ttft and r.e2e > r.ttft]
+        rates = [
+            (r.tokens - 1) / (r.e2e - r.ttft) for r in measured if r.tokens > 1 and r.e2e and r.ttft and r.e2e > r.ttft
+        ]
         run["stream_tokens_per_s_p50"] = round(percentile(rates, 50), 2) if rates else None
     return run
 
@@ -90,7 +94,7 @@ def phases(results: list[Result], database_url: str, worker_logs=()) -> dict:
     starts -> the platform's socket records the first token (`worker_to_socket`)."""
     import psycopg
 
-    by_id = {next(iter(r.ids)): r for r in results if r.ok and r.first_at and len(r.ids) == 1}
+    by_id = {next(iter(r.ids)): r for r in results if r.ok and not r.warmup and r.first_at and len(r.ids) == 1}
     if not by_id:
         return {}
     with psycopg.connect(database_url) as conn:

@@ -31,6 +31,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-processes", type=int, default=1, help="uvicorn --workers (default 1)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None)
     parser.add_argument("--rounds", type=int, default=4, help="streams per concurrent client (default 4)")
+    parser.add_argument(
+        "--arrival",
+        choices=["staggered", "burst"],
+        default="staggered",
+        help="scripted streams: clients start spread over one reply's duration, each with one "
+        "warm-up request left out of the latencies (default), or all at once",
+    )
     parser.add_argument("--worker-slots", type=int, default=8, help="slots per scripted sogni-worker (default 8)")
     parser.add_argument("--rate", type=float, default=50.0, help="scripted tokens/s (default 50)")
     parser.add_argument("--tokens", type=int, default=64, help="scripted tokens per reply (default 64)")
@@ -69,12 +76,13 @@ def _pids(processes) -> list[int]:
 LLAMA_PROMPT = "Write a long story about a lighthouse keeper and his cat."
 
 
-async def _drive_counted(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups):
+async def _drive_counted(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups,
+                         ramp_s=0.0):  # fmt: skip
     """One load run: its results, wall time and the CPU seconds of each process group."""
     before = {name: topology.cpu_seconds(pids) for name, pids in cpu_groups.items()}
     extra = {"prompt": LLAMA_PROMPT, "marker": False} if engine == "llama-cpp" else {}
     results, wall = await drive(target, concurrency=concurrency, requests=requests, stream=mode == "stream",
-                                max_tokens=max_tokens, **extra)  # fmt: skip
+                                max_tokens=max_tokens, ramp_s=ramp_s, **extra)  # fmt: skip
     cpu = {name: topology.cpu_seconds(pids) - before[name] for name, pids in cpu_groups.items()}
     return results, wall, cpu
 
@@ -143,6 +151,7 @@ async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
     }
     for target in (direct, platform):  # warm connections, imports and caches
         await drive(target, concurrency=2, requests=4, stream=True, max_tokens=4)
+    ramp_s = args.tokens / args.rate if args.arrival == "staggered" else 0.0
     for c in args.concurrency:
         for target in (direct, platform):
             spy = []
@@ -153,6 +162,7 @@ async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
                     spy.append((name, path, profile.record(proc.popen.pid, path, duration=duration)))
             out["runs"].append(await _measure(target, engine="scripted", concurrency=c, mode="stream",
                                               requests=c * args.rounds, max_tokens=args.tokens,
+                                              ramp_s=ramp_s if c > 1 else 0.0,
                                               cpu_groups=groups[target.name], db=args.database_url,
                                               worker_logs=[w.log_path for w in workers]))  # fmt: skip
             for name, path, popen in spy:
@@ -219,6 +229,7 @@ async def main_async(args) -> dict:
             "server_processes": args.server_processes,
             "concurrency": args.concurrency,
             "rounds": args.rounds,
+            "arrival": args.arrival,
             "quick": args.quick,
             "celery": "threads pool, concurrency 8, prefetch 1, acks late, no result backend",
             "database": args.database_url.rsplit("/", 1)[-1],
