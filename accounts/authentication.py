@@ -1,5 +1,8 @@
+from collections.abc import Mapping
+
 from rest_framework.authentication import BaseAuthentication
 
+from accounts.models import ApiKey
 from accounts.selectors import api_key_authenticate, api_key_from_headers
 from sogni_platform.exceptions import InvalidApiKey
 
@@ -10,16 +13,22 @@ MISSING_KEY = (
 INVALID_KEY = "Incorrect or disabled API key provided. You can find your API key in the dashboard."
 
 
+def api_key_required(headers: Mapping[str, str]) -> ApiKey:
+    """The enabled key a request's headers carry; InvalidApiKey (401) when it is missing or wrong."""
+    raw_key = api_key_from_headers(headers)
+    if raw_key is None:
+        raise InvalidApiKey(MISSING_KEY)
+    api_key = api_key_authenticate(raw_key)
+    if api_key is None:
+        raise InvalidApiKey(INVALID_KEY)
+    return api_key
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """DRF authentication over the shared API-key selector; failures answer 401."""
 
     def authenticate(self, request):
-        raw_key = api_key_from_headers(request.headers)
-        if raw_key is None:
-            raise InvalidApiKey(MISSING_KEY)
-        api_key = api_key_authenticate(raw_key)
-        if api_key is None:
-            raise InvalidApiKey(INVALID_KEY)
+        api_key = api_key_required(request.headers)
         return api_key.user, api_key
 
     def authenticate_header(self, request):

@@ -28,7 +28,8 @@ def api_key_authenticate(raw_key: str | None) -> ApiKey | None:
     parsed = parse_key(raw_key or "")
     if parsed is None:
         return None
-    api_key = ApiKey.objects.select_related("user").filter(lookup_id=parsed.lookup_id).first()
+    # With the account's rate limits (ratelimits.selectors.limits_of): one statement per request.
+    api_key = ApiKey.objects.select_related("user__rate_limits").filter(lookup_id=parsed.lookup_id).first()
     if api_key is None:
         secret_matches(parsed.secret, _DUMMY_HASH)
         return None

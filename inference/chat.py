@@ -15,6 +15,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections, transaction
 
+from accounts.authentication import api_key_required
 from billing.services import job_hold
 from inference import relay
 from inference.models import Job, LlmModel
@@ -75,7 +76,9 @@ def job_error(code: str, message: str) -> ApiError:
     return ApiError(message, status=502, type="server_error", code=code)
 
 
-def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel, object]:
+def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel, object]:
+    """Authenticate, then open the job: one thread hop for everything before the worker has it."""
+    api_key = api_key_required(headers)
     model = model_resolve(model_id=chat.model)
     if model is None:
         name = chat.model or "(default)"
@@ -84,16 +87,15 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             param="model",
             code="model_not_found",
         )
-    if not model_has_online_worker(model_id=model.id):
-        raise no_worker(f"No worker serving `{model.id}` is online right now. Please retry shortly.")
     max_tokens = min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens)
     prompt_tokens_estimate = chat.estimate_prompt_tokens(context_window=model.context_window)
     # Tokens per minute are checked against the worst case; the session records what was used.
     ratelimit_state = ratelimit_check_request(api_key=api_key, tokens=prompt_tokens_estimate + max_tokens)
     token_type = chat.token_type if chat.token_type_explicit else (api_key.user.default_token_type or "auto")
     # One transaction: a free worker slot is claimed first (its row stays locked to the commit), then
-    # the job is inserted already assigned and the worst case held. InsufficientBalance (402) rolls
-    # it all back, so nothing is dispatched. Rows are locked worker → wallet here as in settlement.
+    # the job is inserted already assigned and the worst case held. InsufficientBalance (402) or no
+    # worker online (503) rolls it all back, so nothing is dispatched. Rows are locked worker → wallet
+    # here as in settlement.
     with transaction.atomic():
         job = job_create(
             user=api_key.user,
@@ -107,6 +109,9 @@ def _job_open(*, api_key, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             reply_channel=reply_channel,
             assign_now=True,
         )
+        # Only a job that found no free slot asks whether it can be served at all.
+        if job.status == Job.Status.QUEUED and not model_has_online_worker(model_id=model.id):
+            raise no_worker(f"No worker serving `{model.id}` is online right now. Please retry shortly.")
         # Billing's job_id is str(job.id).
         job_hold(
             user=api_key.user,
@@ -140,10 +145,11 @@ class ChatSession:
         self.used_tokens = 0
 
     @classmethod
-    async def open(cls, *, api_key, chat: ChatRequest) -> "ChatSession":
+    async def open(cls, *, headers, chat: ChatRequest) -> "ChatSession":
+        """The request's job, opened for the API key in `headers` (InvalidApiKey, 401, if there is none)."""
         reply_channel = await get_channel_layer().new_channel()
         reader = ReplyReader(reply_channel)
-        opening = asyncio.ensure_future(_db(_job_open)(api_key=api_key, chat=chat, reply_channel=reply_channel))
+        opening = asyncio.ensure_future(_db(_job_open)(headers=headers, chat=chat, reply_channel=reply_channel))
         try:
             job, model, state = await asyncio.shield(opening)
         except asyncio.CancelledError:

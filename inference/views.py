@@ -6,21 +6,10 @@ from asgiref.sync import sync_to_async
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.authentication import INVALID_KEY, MISSING_KEY
-from accounts.selectors import api_key_authenticate, api_key_from_headers
+from accounts.authentication import api_key_required
 from inference.chat import ChatSession
 from inference.openai.requests import parse_http_request
-from sogni_platform.exceptions import ApiError, InvalidApiKey, error_response
-
-
-def _api_key(headers):
-    raw_key = api_key_from_headers(headers)
-    if raw_key is None:
-        raise InvalidApiKey(MISSING_KEY)
-    api_key = api_key_authenticate(raw_key)
-    if api_key is None:
-        raise InvalidApiKey(INVALID_KEY)
-    return api_key
+from sogni_platform.exceptions import ApiError, error_response
 
 
 async def _chat_completion(request):
@@ -31,9 +20,12 @@ async def _chat_completion(request):
             code="method_not_allowed",
             headers={"Allow": "POST"},
         )
-    api_key = await sync_to_async(_api_key)(request.headers)
-    chat = parse_http_request(request)
-    session = await ChatSession.open(api_key=api_key, chat=chat)
+    try:
+        chat = parse_http_request(request)
+    except ApiError:
+        await sync_to_async(api_key_required)(request.headers)  # a missing or wrong key: 401 before the 400
+        raise
+    session = await ChatSession.open(headers=request.headers, chat=chat)
     request.ratelimit_state = session.ratelimit_state
     if chat.stream:
         return StreamingHttpResponse(

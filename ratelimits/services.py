@@ -18,7 +18,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from ratelimits.models import AccountLimits
-from ratelimits.selectors import Limits, limits_for_user
+from ratelimits.selectors import Limits, limits_for_user, limits_loaded, limits_of
 from ratelimits.window import Mode, WindowResult, window_hit, window_hit_async
 from sogni_platform.exceptions import ApiError
 
@@ -84,7 +84,7 @@ def ratelimit_check_request(*, api_key, tokens: int = 0) -> RateLimitState | Non
     the tokens-per-minute window without taking it (ratelimit_consume_tokens records actual use).
     Returns None when no limit applies or Redis is unreachable.
     """
-    limits = limits_for_user(user_id=api_key.user_id)
+    limits = limits_of(api_key.user)
     try:
         token_result = None
         if limits.tokens_per_minute:
@@ -107,7 +107,8 @@ def ratelimit_check_request(*, api_key, tokens: int = 0) -> RateLimitState | Non
 
 async def ratelimit_check_request_async(*, api_key, tokens: int = 0) -> RateLimitState | None:
     """`ratelimit_check_request` for code on the event loop (the async chat view)."""
-    limits = await database_sync_to_async(limits_for_user)(user_id=api_key.user_id)
+    user = api_key.user
+    limits = limits_of(user) if limits_loaded(user) else await database_sync_to_async(limits_for_user)(user_id=user.pk)
     try:
         token_result = None
         if limits.tokens_per_minute:
