@@ -10,7 +10,7 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import TokenType, TokenTypePreference, User
@@ -26,6 +26,7 @@ from billing.pricing import (
 )
 from billing.selectors import next_daily_bonus_at
 from sogni_platform.exceptions import ApiError, InsufficientBalance, ServiceUnavailable
+from sogni_platform.inserts import insert
 
 logger = logging.getLogger(__name__)
 Kind = LedgerEntry.Kind
@@ -64,6 +65,23 @@ def _wallet_lock(*, user_id: int, token_type: str) -> Wallet:
     return Wallet.objects.select_for_update().get(user_id=user_id, token_type=token_type)
 
 
+def _wallet_hold(*, user_id: int, token_type: str, amount: Decimal) -> Wallet | None:
+    """Hold `amount` on the wallet if that much is available, in one statement that also locks it; the
+    wallet as of after the hold, or None (short, or no wallet yet)."""
+    table = Wallet._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET held = held + %s, updated_at = %s "  # noqa: S608 - the name is from model meta
+            "WHERE user_id = %s AND token_type = %s AND balance - held >= %s RETURNING id, balance, held, updated_at",
+            [amount, timezone.now(), user_id, token_type, amount],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, balance, held, updated_at = row
+    return Wallet(pk=pk, user_id=user_id, token_type=token_type, balance=balance, held=held, updated_at=updated_at)
+
+
 def _post(
     wallet: Wallet,
     *,
@@ -82,7 +100,8 @@ def _post(
 
     `new_key`: the caller's own lock proves the key unwritten (a hold's keys are only written while
     the locked hold row changes state), so the lookup is skipped; the unique index still guards it.
-    `save_wallet=False`: the caller posts again to the same wallet at once, and that posting saves it.
+    `save_wallet=False`: the caller saves the wallet itself (it posts again at once, or its own statement
+    already wrote the new amounts).
     """
     existing = None if new_key else LedgerEntry.objects.filter(idempotency_key=key).first()
     if existing is not None:
@@ -95,18 +114,20 @@ def _post(
     wallet.balance, wallet.held, wallet.updated_at = balance, held, timezone.now()
     if save_wallet:
         wallet.save(update_fields=["balance", "held", "updated_at"])
-    entry = LedgerEntry.objects.create(
-        wallet=wallet,
-        kind=kind,
-        amount=amount,
-        held_change=held_change,
-        balance_after=balance,
-        held_after=held,
-        idempotency_key=key,
-        job_id=job_id,
-        stripe_event_id=stripe_event_id,
-        operator=operator,
-        memo=memo[:300],
+    entry = insert(
+        LedgerEntry(
+            wallet=wallet,
+            kind=kind,
+            amount=amount,
+            held_change=held_change,
+            balance_after=balance,
+            held_after=held,
+            idempotency_key=key,
+            job_id=job_id,
+            stripe_event_id=stripe_event_id,
+            operator=operator,
+            memo=memo[:300],
+        )
     )
     return entry, True
 
@@ -182,21 +203,36 @@ def _hold_first_covering(*, user: User, job_id: str, model, usd: Decimal, candid
                 raise ServiceUnavailable("Paying in SOGNI is not available right now (no SOGNI rate is set).") from None
             continue
         amount = usd_to_tokens(usd, token_type, rate=rate)
-        wallet = _wallet_lock(user_id=user.pk, token_type=token_type)
-        if wallet.available < amount:
-            shortfalls.append(f"{amount.normalize():f} {wallet.get_token_type_display()}")
-            continue
-        hold = Hold.objects.create(
-            job_id=job_id,
-            wallet=wallet,
-            model_id=model.pk,
-            amount=amount,
-            usd_estimate=usd,
-            input_price_usd_per_m=model.input_price_usd_per_m,
-            output_price_usd_per_m=model.output_price_usd_per_m,
-            usd_per_token=rate,
+        wallet = _wallet_hold(user_id=user.pk, token_type=token_type, amount=amount)
+        held_already = wallet is not None
+        if held_already:
+            wallet.held -= amount  # as of before the hold, for the entry _post writes (the row has it already)
+        else:  # short, or no wallet yet: the message needs the amount available
+            wallet = _wallet_lock(user_id=user.pk, token_type=token_type)
+            if wallet.available < amount:
+                shortfalls.append(f"{amount.normalize():f} {wallet.get_token_type_display()}")
+                continue
+        hold = insert(
+            Hold(
+                job_id=job_id,
+                wallet=wallet,
+                model_id=model.pk,
+                amount=amount,
+                usd_estimate=usd,
+                input_price_usd_per_m=model.input_price_usd_per_m,
+                output_price_usd_per_m=model.output_price_usd_per_m,
+                usd_per_token=rate,
+            )
         )
-        _post(wallet, kind=Kind.HOLD, key=f"hold:{job_id}", held_change=amount, job_id=job_id, new_key=True)
+        _post(
+            wallet,
+            kind=Kind.HOLD,
+            key=f"hold:{job_id}",
+            held_change=amount,
+            job_id=job_id,
+            new_key=True,
+            save_wallet=not held_already,
+        )
         return hold
     raise InsufficientBalance(
         f"Insufficient balance for this request: it needs up to {' or '.join(shortfalls)} available "

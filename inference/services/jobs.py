@@ -20,6 +20,7 @@ from inference.models import Job, LlmModel, Worker
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
 from inference.services.dispatch import dispatch_job_on_commit, dispatch_next_on_commit, job_take_slot
 from inference.services.trust import job_outcome_record
+from sogni_platform.inserts import insert
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def job_create(
     if assign_now and not transaction.get_connection().in_atomic_block:
         raise RuntimeError("assign_now: the job must be created in the caller's transaction")
     assigned = assign_now and job_take_slot(job)
-    job.save(force_insert=True)
+    insert(job)
     if not assigned:
         dispatch_job_on_commit(job.id)
     return job
