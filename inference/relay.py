@@ -38,11 +38,15 @@ def _outer_loop_running() -> bool:
 def channel_send(channel: str, message: dict) -> None:
     """Send from sync code (services, Celery tasks); run it after commit.
 
-    Under an event loop (daphne, eager Celery in the web process) the send runs on that loop. A
-    plain thread (a Celery worker's) keeps one loop of its own, so the channel layer's Redis
-    connection is reused instead of opened per message.
+    To a channel of this process (a worker socket or a request served here) the message is queued for
+    its loop without waiting. Under an event loop (daphne, eager Celery in the web process) other sends
+    run on that loop. A plain thread (a Celery worker's) keeps one loop of its own, so the channel
+    layer's Redis connection is reused instead of opened per message.
     """
     layer = get_channel_layer()
+    send_local = getattr(layer, "send_local_threadsafe", None)  # sogni_platform.channel_layers
+    if send_local is not None and send_local(channel, message):
+        return  # a channel of this process: queued without waiting for its loop
     if _outer_loop_running():
         async_to_sync(layer.send)(channel, message)
         return
@@ -69,6 +73,7 @@ class ReplyReader:
         self.channel = channel
         self._layer = get_channel_layer()
         self._receive_nowait = getattr(self._layer, "receive_nowait", None)  # sogni_platform.channel_layers
+        self._local_queue = getattr(self._layer, "local_queue", None)
         self._pending: asyncio.Future | None = None
         self._ready: dict | None = None
 
@@ -87,6 +92,13 @@ class ReplyReader:
         if self.ready() and self._pending is None:
             message, self._ready = self._ready, None
             return message
+        queue = self._local_queue(self.channel) if self._local_queue and self._pending is None else None
+        if queue is not None:  # no task per message: wait on the channel's queue itself
+            try:
+                async with asyncio.timeout(timeout):
+                    return await queue.get()
+            except TimeoutError:
+                return None
         if self._pending is None:
             self._pending = asyncio.ensure_future(self._layer.receive(self.channel))
         if not self._pending.done():

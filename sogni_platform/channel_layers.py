@@ -66,12 +66,29 @@ class LocalFirstChannelLayer:
             running = None
         if running is local.loop:
             local.queue.put_nowait(message)
-            return
+        elif not self.send_local_threadsafe(channel, message):
+            await self._send_remote(channel, message)
+
+    def send_local_threadsafe(self, channel: str, message: dict) -> bool:
+        """From any thread, without waiting: queue `message` on a channel of this process; False if the
+        channel is not one (send it with `send`)."""
+        local = self.local.get(channel)
+        if local is None:
+            return False
         try:
             local.loop.call_soon_threadsafe(local.queue.put_nowait, message)
         except RuntimeError:  # that loop is gone, and its reader with it
             self.local.pop(channel, None)
-            await self._send_remote(channel, message)
+            return False
+        return True
+
+    def local_queue(self, channel: str) -> asyncio.Queue | None:
+        """The queue of a channel of this process read on the running loop, or None. Unlike a `receive`,
+        a wait on it may be cancelled (a timeout) without giving the channel up."""
+        local = self.local.get(channel)
+        if local is None or local.loop is not asyncio.get_running_loop():
+            return None
+        return local.queue
 
     def receive_nowait(self, channel: str) -> dict | None:
         """A message already waiting on a channel of this process, or None."""
