@@ -44,9 +44,11 @@ RETRY_AFTER_SECONDS = 5
 chat_sessions: ContextVar[list | None] = ContextVar("chat_sessions", default=None)
 
 
-def _db(function):
-    """`function` off the event loop, then close this request thread's database connection: a
-    stream lasts as long as the generation and must not hold a connection while it waits."""
+def in_db_thread(function):
+    """`function` off the event loop in a pool thread, then close that thread's database connection: a
+    stream lasts as long as the generation and must not hold a connection while it waits. Not
+    thread-sensitive: each call stands alone, so it needs no thread of its request's own (Django
+    starts one per request for that, and the event loop waits for it to start)."""
 
     def call(*args, **kwargs):
         try:
@@ -56,7 +58,7 @@ def _db(function):
                 if not connection.in_atomic_block:  # a caller's transaction (a test's) keeps its connection
                     connection.close()
 
-    return sync_to_async(call)
+    return sync_to_async(call, thread_sensitive=False)
 
 
 def no_worker(message: str) -> ServiceUnavailable:
@@ -149,7 +151,8 @@ class ChatSession:
         """The request's job, opened for the API key in `headers` (InvalidApiKey, 401, if there is none)."""
         reply_channel = await get_channel_layer().new_channel()
         reader = ReplyReader(reply_channel)
-        opening = asyncio.ensure_future(_db(_job_open)(headers=headers, chat=chat, reply_channel=reply_channel))
+        opening = in_db_thread(_job_open)(headers=headers, chat=chat, reply_channel=reply_channel)
+        opening = asyncio.ensure_future(opening)
         try:
             job, model, state = await asyncio.shield(opening)
         except asyncio.CancelledError:
@@ -191,7 +194,7 @@ class ChatSession:
             if message is None:
                 if deadline is not None and loop.time() >= deadline:
                     deadline = None
-                    if await _db(job_expire)(job_id=self.job_id):
+                    if await in_db_thread(job_expire)(job_id=self.job_id):
                         self.ended = True
                         raise no_worker("No worker became available for this model in time. Please retry shortly.")
                     continue  # a worker took it meanwhile: its job.assigned is on the way
@@ -274,7 +277,7 @@ class ChatSession:
             if not self.ended:
                 self.ended = True
                 # The database, not job.assigned, says where the job is: it may have been requeued.
-                worker_channel = await _db(job_cancel)(job_id=self.job_id)
+                worker_channel = await in_db_thread(job_cancel)(job_id=self.job_id)
                 if worker_channel:
                     await get_channel_layer().send(
                         worker_channel, {"type": relay.WORKER_JOB_CANCEL, "job_id": self.job_id}

@@ -2,12 +2,11 @@
 
 import uuid
 
-from asgiref.sync import sync_to_async
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import api_key_required
-from inference.chat import ChatSession
+from inference.chat import ChatSession, in_db_thread
 from inference.openai.requests import parse_http_request
 from sogni_platform.exceptions import ApiError, error_response
 
@@ -23,7 +22,7 @@ async def _chat_completion(request):
     try:
         chat = parse_http_request(request)
     except ApiError:
-        await sync_to_async(api_key_required)(request.headers)  # a missing or wrong key: 401 before the 400
+        await in_db_thread(api_key_required)(request.headers)  # a missing or wrong key: 401 before the 400
         raise
     session = await ChatSession.open(headers=request.headers, chat=chat)
     request.ratelimit_state = session.ratelimit_state

@@ -29,6 +29,14 @@ class ApiASGIHandler(ASGIHandler):
         handler = convert_exception_to_response(self._get_response_async)
         self._middleware_chain = convert_exception_to_response(RequestIdMiddleware(handler))
 
+    async def __call__(self, scope, receive, send):
+        """Without Django's per-request ThreadSensitiveContext: the view's database work runs in
+        pool threads (inference.chat._db), so a thread started for each request would only serve
+        the request signals' receivers, which run on asgiref's shared thread instead."""
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
     async def handle(self, scope, receive, send):
         """A client gone before its stream's first read (the view, its middleware or the send cancelled)
         never starts the generator whose `finally` closes the chat session and cancels its job: every

@@ -355,7 +355,9 @@ def test_a_client_gone_while_its_job_opens_gets_the_job_cancelled_and_pays_nothi
         assert await sync_to_async(locked.wait)(10)
         call = chat(customer.key, stream=True)
         await call.communicator.send_input({"type": "http.request", "body": call.raw, "more_body": False})
-        await sync_to_async(wait_until_blocked_by)(holder["pid"])  # the opening waits in its hold
+        # Not on the test's own thread: the API handler's request signals run thread-sensitive, i.e. there.
+        blocked = sync_to_async(wait_until_blocked_by, thread_sensitive=False)
+        await blocked(holder["pid"])  # the opening waits in its hold
         await call.communicator.send_input({"type": "http.disconnect"})
         await asyncio.sleep(0.2)  # the view is cancelled meanwhile
         release.set()
