@@ -2,8 +2,14 @@ from collections.abc import Mapping
 
 from accounts.keys import hash_secret, parse_key, secret_matches
 from accounts.models import ApiKey
+from sogni_platform.prepared import PreparedGet
 
 _DUMMY_HASH = "0" * 64
+
+# With the account's rate limits (ratelimits.selectors.limits_of): one statement per request, compiled once.
+_key_by_lookup_id = PreparedGet(
+    lambda lookup_id: ApiKey.objects.select_related("user__rate_limits").filter(lookup_id=lookup_id)
+)
 
 
 def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
@@ -28,8 +34,7 @@ def api_key_authenticate(raw_key: str | None) -> ApiKey | None:
     parsed = parse_key(raw_key or "")
     if parsed is None:
         return None
-    # With the account's rate limits (ratelimits.selectors.limits_of): one statement per request.
-    api_key = ApiKey.objects.select_related("user__rate_limits").filter(lookup_id=parsed.lookup_id).first()
+    api_key = _key_by_lookup_id.get(parsed.lookup_id)
     if api_key is None:
         secret_matches(parsed.secret, _DUMMY_HASH)
         return None

@@ -5,14 +5,18 @@ from django.db.models import Count
 from django.utils import timezone
 
 from inference.models import LlmModel, Worker
+from sogni_platform.prepared import PreparedGet
 
 
 def model_list() -> list[LlmModel]:
     return list(LlmModel.objects.filter(enabled=True))
 
 
+_enabled_model = PreparedGet(lambda model_id: LlmModel.objects.filter(id=model_id, enabled=True))
+
+
 def model_get(*, model_id: str) -> LlmModel | None:
-    return LlmModel.objects.filter(id=model_id, enabled=True).first()
+    return _enabled_model.get(model_id)
 
 
 def worker_fresh_since() -> datetime:

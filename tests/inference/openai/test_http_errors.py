@@ -12,7 +12,8 @@ from inference.models import Job
 from tests.inference.openai.test_requests_invalid import CASES
 from tests.support.openai_schema import validate
 
-pytestmark = pytest.mark.django_db
+# Committed rows: the view reads the key in a pool thread of its own, as it does in production.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
