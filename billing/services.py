@@ -66,20 +66,21 @@ def _wallet_lock(*, user_id: int, token_type: str) -> Wallet:
 
 
 def _wallet_hold(*, user_id: int, token_type: str, amount: Decimal) -> Wallet | None:
-    """Hold `amount` on the wallet if that much is available, in one statement that also locks it; the
-    wallet as of after the hold, or None (short, or no wallet yet)."""
+    """Hold `amount` on the wallet if that much is available, in one statement that also locks it, or
+    None (short, or no wallet yet). The wallet comes back as of before the hold: what `_post` (with
+    save_wallet=False) needs to write the hold's entry, the row having the new amount already."""
     table = Wallet._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET held = held + %s, updated_at = %s "  # noqa: S608 - the name is from model meta
-            "WHERE user_id = %s AND token_type = %s AND balance - held >= %s RETURNING id, balance, held, updated_at",
+            "WHERE user_id = %s AND token_type = %s AND balance - held >= %s RETURNING id, balance, held",
             [amount, timezone.now(), user_id, token_type, amount],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    pk, balance, held, updated_at = row
-    return Wallet(pk=pk, user_id=user_id, token_type=token_type, balance=balance, held=held, updated_at=updated_at)
+    pk, balance, held = row
+    return Wallet(pk=pk, user_id=user_id, token_type=token_type, balance=balance, held=held - amount)
 
 
 def _post(
@@ -205,9 +206,7 @@ def _hold_first_covering(*, user: User, job_id: str, model, usd: Decimal, candid
         amount = usd_to_tokens(usd, token_type, rate=rate)
         wallet = _wallet_hold(user_id=user.pk, token_type=token_type, amount=amount)
         held_already = wallet is not None
-        if held_already:
-            wallet.held -= amount  # as of before the hold, for the entry _post writes (the row has it already)
-        else:  # short, or no wallet yet: the message needs the amount available
+        if not held_already:  # short, or no wallet yet: the message needs the amount available
             wallet = _wallet_lock(user_id=user.pk, token_type=token_type)
             if wallet.available < amount:
                 shortfalls.append(f"{amount.normalize():f} {wallet.get_token_type_display()}")

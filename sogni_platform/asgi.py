@@ -31,7 +31,7 @@ class ApiASGIHandler(ASGIHandler):
 
     async def __call__(self, scope, receive, send):
         """Without Django's per-request ThreadSensitiveContext: the view's database work runs in
-        pool threads (inference.chat._db), so a thread started for each request would only serve
+        pool threads (inference.chat.in_db_thread), so a thread started for each request would only serve
         the request signals' receivers, which run on asgiref's shared thread instead."""
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
