@@ -17,11 +17,14 @@ from billing.selectors import escrow_wallet_ids, wallet_escrowed
 Kind = LedgerEntry.Kind
 
 
-def escrow_probation_ends(*, wallet: Wallet) -> datetime.datetime:
+def probation_end(first_reward_at: datetime.datetime | None) -> datetime.datetime:
     """Probation runs WORKER_PROBATION_DAYS from the owner's first reward (now, for a first one)."""
+    return (first_reward_at or timezone.now()) + datetime.timedelta(days=settings.WORKER_PROBATION_DAYS)
+
+
+def escrow_probation_ends(*, wallet: Wallet) -> datetime.datetime:
     first = LedgerEntry.objects.filter(wallet=wallet, kind=Kind.REWARD).order_by("id").values("created_at").first()
-    start = first["created_at"] if first else timezone.now()
-    return start + datetime.timedelta(days=settings.WORKER_PROBATION_DAYS)
+    return probation_end(first["created_at"] if first else None)
 
 
 def escrow_release_due(*, now: datetime.datetime | None = None) -> int:

@@ -6,16 +6,18 @@ its balance (`amount`) and its held amount (`held_change`), and a key already wr
 """
 
 import datetime
+import functools
 import logging
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import DateTimeField, IntegerField, Subquery
 from django.utils import timezone
 
 from accounts.models import TokenType, TokenTypePreference, User
-from billing.escrow import escrow_probation_ends
-from billing.models import ZERO, AccountDebt, DailyBonusClaim, Hold, LedgerEntry, TopUp, Wallet
+from billing.escrow import probation_end
+from billing.models import ZERO, AccountDebt, DailyBonusClaim, Hold, LedgerEntry, SogniRate, TopUp, Wallet
 from billing.pricing import (
     SPARK_USD,
     estimate_usd,
@@ -26,7 +28,8 @@ from billing.pricing import (
 )
 from billing.selectors import next_daily_bonus_at
 from sogni_platform.exceptions import ApiError, InsufficientBalance, ServiceUnavailable
-from sogni_platform.inserts import insert
+from sogni_platform.prepared import PreparedGet, typed
+from sogni_platform.rows import insert, insert_many, update
 
 logger = logging.getLogger(__name__)
 Kind = LedgerEntry.Kind
@@ -239,30 +242,68 @@ def _hold_first_covering(*, user: User, job_id: str, model, usd: Decimal, candid
     )
 
 
-def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worker_owner: User | None = None) -> Hold:
+def _holds_locked():
+    return Hold.objects.select_for_update(of=("self",)).select_related("wallet")
+
+
+_HOLD = PreparedGet(lambda job_id: _holds_locked().filter(job_id=job_id))
+
+# The hold with what its worker's reward needs: the owner's SOGNI wallet, the SOGNI rate in effect,
+# and the owner's first reward (escrow), in the one statement.
+_HOLD_AND_REWARD_TERMS = PreparedGet(
+    lambda job_id, owner_id, now: (
+        _holds_locked()
+        .filter(job_id=job_id)
+        .annotate(
+            reward_wallet_id=Subquery(
+                Wallet.objects.filter(user_id=typed(owner_id, IntegerField()), token_type=TokenType.SOGNI).values("id")[
+                    :1
+                ]
+            ),
+            usd_per_sogni=Subquery(
+                SogniRate.objects.filter(effective_from__lte=typed(now, DateTimeField()))
+                .order_by("-effective_from", "-id")
+                .values("usd_per_sogni")[:1]
+            ),
+            first_reward_at=Subquery(
+                LedgerEntry.objects.filter(
+                    wallet__user_id=typed(owner_id, IntegerField()),
+                    wallet__token_type=TokenType.SOGNI,
+                    kind=Kind.REWARD,
+                )
+                .order_by("id")
+                .values("created_at")[:1]
+            ),
+        )
+    ),
+    arity=3,
+)
+
+
+def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worker_owner_id: int | None = None) -> Hold:
     """Charge the actual usage in the hold's token type and release the rest.
 
     Usage is priced as the hold was: the model's prices and the token's USD rate when it was taken.
 
-    The charge never exceeds the hold. If `worker_owner` is given, their SOGNI wallet earns a `reward`:
-    settings.WORKER_REWARD_SHARE of the USD charged, at the current SOGNI rate. Idempotent: a hold
-    that is no longer open is returned unchanged. Raises HoldNotFound for an unknown job id.
+    The charge never exceeds the hold. If `worker_owner_id` is given, that user's SOGNI wallet earns a
+    `reward`: settings.WORKER_REWARD_SHARE of the USD charged, at the current SOGNI rate. Idempotent: a
+    hold that is no longer open is returned unchanged. Raises HoldNotFound for an unknown job id.
     """
-    reward_wallet = None
-    if worker_owner is not None:
-        reward_wallet = Wallet.objects.get_or_create(user=worker_owner, token_type=TokenType.SOGNI)[0]
     # No savepoint inside a caller's transaction: any error here fails that transaction as a whole.
     with transaction.atomic(savepoint=False):
-        hold = Hold.objects.select_for_update(of=("self",)).select_related("wallet").filter(job_id=job_id).first()
+        if worker_owner_id is None:
+            hold = _HOLD.get(job_id)
+        else:
+            hold = _HOLD_AND_REWARD_TERMS.get(job_id, str(worker_owner_id), timezone.now().isoformat())
         if hold is not None and hold.status == Hold.Status.OPEN:
             _settle(hold, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                    worker_owner=worker_owner, reward_wallet=reward_wallet)  # fmt: skip
+                    worker_owner_id=worker_owner_id)  # fmt: skip
     if hold is None:
         raise HoldNotFound(job_id)
     return hold
 
 
-def _settle(hold: Hold, *, prompt_tokens: int, completion_tokens: int, worker_owner, reward_wallet) -> None:
+def _settle(hold: Hold, *, prompt_tokens: int, completion_tokens: int, worker_owner_id: int | None) -> None:
     """An open hold, locked: charge, release the rest, reward the worker's owner."""
     job_id = hold.job_id
     # Everything but the postings is worked out before the wallets are locked: a busy customer's
@@ -271,42 +312,76 @@ def _settle(hold: Hold, *, prompt_tokens: int, completion_tokens: int, worker_ow
     cost = usd_to_tokens(usd, hold.wallet.token_type, rate=hold.usd_per_token)
     charge = min(cost, hold.amount)
     usd_charged = usd if cost <= hold.amount else hold.usd_estimate
-    reward, escrow = _reward_terms(reward_wallet, usd_charged=usd_charged, job_id=job_id)
+    reward, escrow = _reward_terms(hold, usd_charged=usd_charged) if worker_owner_id else (ZERO, ZERO)
     hold.status, hold.closed_at = Hold.Status.SETTLED, timezone.now()
     hold.charged, hold.usd_charged, hold.reward = charge, usd_charged, reward
-    hold.prompt_tokens, hold.completion_tokens, hold.worker_owner = prompt_tokens, completion_tokens, worker_owner
-    hold.save()
-    wallet_ids = {hold.wallet_id} | ({reward_wallet.pk} if reward else set())
-    # Lock every wallet touched in id order, so concurrent settlements cannot deadlock.
-    locked = {w.pk: w for w in Wallet.objects.select_for_update().filter(pk__in=wallet_ids).order_by("pk")}
-    wallet = hold.wallet = locked[hold.wallet_id]
+    hold.prompt_tokens, hold.completion_tokens, hold.worker_owner_id = prompt_tokens, completion_tokens, worker_owner_id
+    update(hold, ["status", "closed_at", "charged", "usd_charged", "reward", "prompt_tokens", "completion_tokens",
+                  "worker_owner"])  # fmt: skip
     # The hold is locked and was open: none of its charge/release/reward keys is written yet.
-    releases = hold.amount - charge > 0
+    entries = []
     if charge > 0:
-        _post(wallet, kind=Kind.CHARGE, key=f"charge:{job_id}", amount=-charge, held_change=-charge, job_id=job_id,
-              new_key=True, save_wallet=not releases)  # fmt: skip
-    if releases:
-        _post(wallet, kind=Kind.RELEASE, key=f"release:{job_id}", held_change=charge - hold.amount, job_id=job_id,
-              new_key=True)  # fmt: skip
+        entries.append(_entry(hold.wallet_id, Kind.CHARGE, job_id, amount=-charge, held_change=-charge))
+    if hold.amount - charge > 0:
+        entries.append(_entry(hold.wallet_id, Kind.RELEASE, job_id, held_change=charge - hold.amount))
     if reward:
+        if hold.reward_wallet_id is None:  # an owner without a SOGNI wallet yet
+            wallet = Wallet.objects.get_or_create(user_id=worker_owner_id, token_type=TokenType.SOGNI)[0]
+            hold.reward_wallet_id = wallet.pk
         memo = "In escrow until the probation period ends" if escrow else ""
-        _post(locked[reward_wallet.pk], kind=Kind.REWARD, key=f"reward:{job_id}", amount=reward,
-              held_change=escrow, job_id=job_id, memo=memo, new_key=True)  # fmt: skip
+        entries.append(_entry(hold.reward_wallet_id, Kind.REWARD, job_id, amount=reward, held_change=escrow, memo=memo))
+    _post_new(entries)
 
 
-def _reward_terms(wallet: Wallet | None, *, usd_charged: Decimal, job_id: str) -> tuple[Decimal, Decimal]:
-    """(reward, of which in escrow) for the owner of `wallet` (their SOGNI wallet; None: no reward)."""
-    if wallet is None or usd_charged <= 0:
+def _entry(wallet_id: int, kind: str, job_id: str, *, amount=ZERO, held_change=ZERO, memo: str = "") -> LedgerEntry:
+    return LedgerEntry(wallet_id=wallet_id, kind=kind, idempotency_key=f"{kind}:{job_id}", job_id=job_id,
+                       amount=amount, held_change=held_change, memo=memo)  # fmt: skip
+
+
+def _reward_terms(hold: Hold, *, usd_charged: Decimal) -> tuple[Decimal, Decimal]:
+    """(reward, of which in escrow) for the worker's owner, from the terms read with the hold."""
+    if usd_charged <= 0:
         return ZERO, ZERO
-    try:
-        reward = usd_to_tokens(usd_charged * worker_reward_share(), TokenType.SOGNI, round_up=False)
-    except LookupError:
-        logger.warning("No SOGNI rate set: job %s settled without a worker reward.", job_id)
+    if hold.usd_per_sogni is None:
+        logger.warning("No SOGNI rate set: job %s settled without a worker reward.", hold.job_id)
         return ZERO, ZERO
+    reward = usd_to_tokens(usd_charged * worker_reward_share(), TokenType.SOGNI, round_up=False,
+                           rate=hold.usd_per_sogni)  # fmt: skip
     if reward <= 0:
         return ZERO, ZERO
     # During the owner's probation the reward is credited and held in escrow (not yet available).
-    return reward, reward if escrow_probation_ends(wallet=wallet) > timezone.now() else ZERO
+    return reward, reward if probation_end(hold.first_reward_at) > timezone.now() else ZERO
+
+
+@functools.cache
+def _wallet_change_sql() -> str:
+    return (
+        f"UPDATE {Wallet._meta.db_table} SET balance = balance + %s, held = held + %s, updated_at = %s "  # noqa: S608 - the name is from model meta
+        "WHERE id = %s RETURNING balance, held"
+    )
+
+
+def _post_new(entries: list[LedgerEntry]) -> None:
+    """Append entries whose keys the caller's own locks prove unwritten (the unique index still guards
+    them): each wallet changes in one UPDATE, which locks it, in wallet id order as every other lock of
+    several wallets; the entries' amounts after follow from the new amounts; then one INSERT for all."""
+    by_wallet: dict[int, list[LedgerEntry]] = {}
+    for entry in entries:
+        by_wallet.setdefault(entry.wallet_id, []).append(entry)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        for wallet_id in sorted(by_wallet):
+            group = by_wallet[wallet_id]
+            amount, held_change = sum(e.amount for e in group), sum(e.held_change for e in group)
+            cursor.execute(_wallet_change_sql(), [amount, held_change, now, wallet_id])
+            balance, held = cursor.fetchone()
+            balance, held = balance - amount, held - held_change  # as the first entry found it
+            for entry in group:
+                balance, held = balance + entry.amount, held + entry.held_change
+                if held < 0 or balance - held < 0:
+                    raise InsufficientBalance(f"Insufficient balance in wallet {wallet_id}: {entry.idempotency_key}.")
+                entry.balance_after, entry.held_after = balance, held
+    insert_many(entries)
 
 
 @transaction.atomic

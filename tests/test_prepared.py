@@ -50,3 +50,37 @@ def test_a_model_lookup_keeps_the_querysets_other_conditions(db):
     assert model_get(model_id=model.id).output_price_usd_per_m == model.output_price_usd_per_m
     LlmModel.objects.filter(pk=model.pk).update(enabled=False)
     assert model_get(model_id=model.id) is None
+
+
+def test_typed_parameters_used_twice_and_annotations_come_back_as_the_orm_gives_them(db):
+    from django.db.models import Count, IntegerField, Subquery, UUIDField
+
+    from accounts.services import user_signup
+    from inference.catalog import catalog_seed
+    from inference.models import Job, LlmModel
+    from sogni_platform.prepared import PreparedGet, typed
+
+    catalog_seed()
+    user = user_signup(email="typed@example.com", password="correct horse battery")
+    model = LlmModel.objects.first()
+    jobs = [Job.objects.create(user=user, model=model, public_id=f"c-{i}", request={}, max_tokens=1, reply_channel="r")
+            for i in range(2)]  # fmt: skip
+    by_id = PreparedGet(
+        lambda job_id, owner: (
+            Job.objects.select_related("model")
+            .filter(id=typed(job_id, UUIDField()), user_id=typed(owner, IntegerField()))
+            .annotate(
+                same_owner=Subquery(
+                    Job.objects.filter(user_id=typed(owner, IntegerField()))
+                    .values("user_id")
+                    .annotate(n=Count("id"))
+                    .values("n")[:1]
+                )
+            )
+        ),
+        arity=2,
+    )
+
+    found = by_id.get(str(jobs[1].pk), str(user.pk))
+    assert (found.pk, found.public_id, found.model.id, found.same_owner) == (jobs[1].pk, "c-1", model.id, 2)
+    assert by_id.get(str(jobs[1].pk), str(user.pk + 1)) is None

@@ -178,7 +178,20 @@ def _dispatch_queued_on_commit(model_id: str) -> None:
     transaction.on_commit(lambda: dispatch_queued_task.delay(model_id))
 
 
-def dispatch_next_on_commit(model_id: str) -> None:
-    """A slot of `model_id` freed up: after commit, dispatch its queued jobs (if there are any)."""
-    if Job.objects.filter(model_id=model_id, status=Job.Status.QUEUED).exists():
+@functools.cache
+def _slot_free_sql() -> str:
+    worker, job = Worker._meta.db_table, Job._meta.db_table
+    return (
+        f"UPDATE {worker} SET in_flight = in_flight - 1 WHERE id = %s AND channel_name = %s AND in_flight > 0 "  # noqa: S608 - names from model meta
+        f"RETURNING EXISTS (SELECT 1 FROM {job} WHERE model_id = %s AND status = %s)"
+    )
+
+
+def worker_slot_free(*, worker_id: int, channel_name: str, model_id: str) -> None:
+    """The worker connection `channel_name` gives back a slot of `model_id`'s job: after commit, the
+    model's queued jobs are dispatched, if there are any. One statement for both."""
+    with connection.cursor() as cursor:
+        cursor.execute(_slot_free_sql(), [worker_id, channel_name, model_id, Job.Status.QUEUED])
+        row = cursor.fetchone()
+    if row is not None and row[0]:
         _dispatch_queued_on_commit(model_id)

@@ -4,23 +4,25 @@ Every end of a job (completed, failed, cancelled, expired in the queue) goes thr
 in the transaction that changes its status, and settles or releases the job's billing hold there.
 """
 
+import functools
 import logging
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import UUIDField
 from django.utils import timezone
 
 from billing.models import Hold
 from billing.services import HoldNotFound, job_release, job_settle
-from inference.models import Job, LlmModel, Worker
+from inference.models import Job, LlmModel
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
-from inference.services.dispatch import dispatch_job_on_commit, dispatch_next_on_commit, job_take_slot
+from inference.services.dispatch import dispatch_job_on_commit, job_take_slot, worker_slot_free
 from inference.services.trust import job_outcome_record
-from sogni_platform.inserts import insert
+from sogni_platform.prepared import PreparedGet, typed
+from sogni_platform.rows import insert, update
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +67,38 @@ def job_create(
 
 def job_mark_running(*, job_id: JobId, channel_name: str, first_token_at: datetime) -> None:
     """The first token was relayed. Conditional, so a late write never undoes the job's end."""
-    Job.objects.filter(id=job_id, worker_channel=channel_name, status=Job.Status.ASSIGNED).update(
-        status=Job.Status.RUNNING,
-        first_token_at=first_token_at,
-        lease_expires_at=first_token_at + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+    lease_expires_at = first_token_at + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    with connection.cursor() as cursor:
+        cursor.execute(_running_sql(), [Job.Status.RUNNING, first_token_at, lease_expires_at, str(job_id),
+                                        channel_name, Job.Status.ASSIGNED])  # fmt: skip
+
+
+@functools.cache
+def _running_sql() -> str:
+    """Raw: every request's first token runs it, in the server's process."""
+    return (
+        f"UPDATE {Job._meta.db_table} SET status = %s, first_token_at = %s, lease_expires_at = %s "  # noqa: S608 - the name is from model meta
+        "WHERE id = %s AND worker_channel = %s AND status = %s"
     )
+
+
+def _jobs_locked():
+    return Job.objects.select_for_update(of=("self",)).select_related("model", "worker")
+
+
+# A worker connection's report about a job it holds: every done, error and requeue.
+_HELD_BY = PreparedGet(
+    lambda job_id, channel: _jobs_locked().filter(
+        id=typed(job_id, UUIDField()), status__in=Job.ACTIVE, worker_channel=channel
+    ),
+    arity=2,
+)
 
 
 def _locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
-    jobs = (
-        Job.objects.select_for_update(of=("self",))
-        .select_related("model", "worker__owner")
-        .filter(id=job_id, status__in=statuses)
-    )
+    if channel_name is not None and tuple(statuses) == Job.ACTIVE:
+        return _HELD_BY.get(str(job_id), channel_name)
+    jobs = _jobs_locked().filter(id=job_id, status__in=statuses)
     if channel_name is not None:
         jobs = jobs.filter(worker_channel=channel_name)
     return jobs.first()
@@ -86,11 +107,7 @@ def _locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
 def _free_slot(job: Job) -> None:
     """Only the connection the job was sent to counts it in `in_flight`."""
     if job.status in Job.ACTIVE and job.worker_id and job.worker_channel:
-        freed = Worker.objects.filter(pk=job.worker_id, channel_name=job.worker_channel, in_flight__gt=0).update(
-            in_flight=F("in_flight") - 1
-        )
-        if freed:
-            dispatch_next_on_commit(job.model_id)
+        worker_slot_free(worker_id=job.worker_id, channel_name=job.worker_channel, model_id=job.model_id)
 
 
 def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
@@ -100,7 +117,7 @@ def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
     job.finished_at = timezone.now()
     for name, value in fields.items():
         setattr(job, name, value)
-    job.save(update_fields=["status", "finished_at", *fields])
+    update(job, ["status", "finished_at", *fields])
     # Billing last, so the customer's wallet (locked by each of their requests) stays locked only for
     # the postings. Rows are always locked job → worker → wallets, so this order cannot deadlock.
     return _job_bill(job)
@@ -125,7 +142,7 @@ def _job_bill(job: Job) -> Hold | None:
                 job_id=job_id,
                 prompt_tokens=job.prompt_tokens if completed else 0,
                 completion_tokens=completion_tokens,
-                worker_owner=job.worker.owner if earns else None,
+                worker_owner_id=job.worker.owner_id if earns else None,
             )
         return job_release(job_id=job_id)
     except HoldNotFound:

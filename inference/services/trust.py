@@ -1,16 +1,16 @@
 """Worker trust: statistics at each job end, automatic pause, implausible-throughput flag.
 
-Success is one F() UPDATE; a fault (failed or dropped job) locks the worker row to count faults in
+Success is one UPDATE; a fault (failed or dropped job) locks the worker row to count faults in
 the current hour and pauses the worker past WORKER_MAX_FAILURES_PER_HOUR for WORKER_PAUSE_SECONDS.
 Dispatch skips paused workers and orders the rest healthiest and fastest first.
 """
 
+import functools
 import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from inference.models import Job, Worker
@@ -27,6 +27,16 @@ def _ms(start: datetime | None, end: datetime | None) -> int:
     return int((end - start).total_seconds() * 1000)
 
 
+@functools.cache
+def _completed_sql() -> str:
+    """Every completed job runs this: raw, as the ORM builds an F() UPDATE anew each time (~0.5 ms)."""
+    return (
+        f"UPDATE {Worker._meta.db_table} SET jobs_completed = jobs_completed + 1, "  # noqa: S608 - the name is from model meta
+        "ttft_ms_total = ttft_ms_total + %s, tokens_generated = tokens_generated + %s, "
+        "generation_ms_total = generation_ms_total + %s WHERE id = %s"
+    )
+
+
 def worker_completed_record(*, job: Job) -> None:
     """A job the worker finished: count it, add its TTFT and throughput, flag an implausible rate."""
     if not job.worker_id:
@@ -34,12 +44,8 @@ def worker_completed_record(*, job: Job) -> None:
     ttft_ms = _ms(job.assigned_at, job.first_token_at)
     generation_ms = _ms(job.first_token_at, job.finished_at)
     tokens = job.completion_tokens
-    Worker.objects.filter(pk=job.worker_id).update(
-        jobs_completed=F("jobs_completed") + 1,
-        ttft_ms_total=F("ttft_ms_total") + ttft_ms,
-        tokens_generated=F("tokens_generated") + tokens,
-        generation_ms_total=F("generation_ms_total") + generation_ms,
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_completed_sql(), [ttft_ms, tokens, generation_ms, job.worker_id])
     if tokens >= MIN_TOKENS_TO_JUDGE:
         rate = tokens * 1000 / max(generation_ms, 1)
         if rate > settings.WORKER_MAX_PLAUSIBLE_TPS:

@@ -23,7 +23,7 @@ MODEL_ID = "qwen3.5-35b-a3b-gguf-q4km"
 def serve(user, operator, job_id: str):
     model = LlmModel.objects.get(pk=MODEL_ID)
     job_hold(user=user, job_id=job_id, model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark")
-    return job_settle(job_id=job_id, prompt_tokens=1000, completion_tokens=10, worker_owner=operator)
+    return job_settle(job_id=job_id, prompt_tokens=1000, completion_tokens=10, worker_owner_id=operator.pk)
 
 
 def sogni(user) -> Wallet:

@@ -61,7 +61,7 @@ def test_hold_settle_charges_usage_releases_rest_and_rewards_the_worker(make_use
     assert hold.amount == Decimal("0.24")
     assert (wallet(user).balance, wallet(user).held) == (Decimal("100"), Decimal("0.24"))
 
-    settled = job_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=10, worker_owner=operator)
+    settled = job_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=10, worker_owner_id=operator.pk)
     # $0.0003 + 10 x $0.0000009 = $0.000309 = 0.0618 Spark
     assert settled.status == Hold.Status.SETTLED
     assert settled.charged == Decimal("0.0618")
@@ -71,11 +71,31 @@ def test_hold_settle_charges_usage_releases_rest_and_rewards_the_worker(make_use
     kinds = list(LedgerEntry.objects.filter(job_id="job-1").order_by("id").values_list("kind", flat=True))
     assert kinds == ["hold", "charge", "release", "reward"]
 
-    again = job_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=1000, worker_owner=operator)
+    again = job_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=1000, worker_owner_id=operator.pk)
     assert again.charged == Decimal("0.0618")
     assert job_release(job_id="job-1").status == Hold.Status.SETTLED
     assert wallet(user).balance == Decimal("99.9382")
     assert LedgerEntry.objects.filter(job_id="job-1").count() == 4
+
+
+def test_an_owner_paying_in_sogni_for_their_own_workers_job_gets_every_entry_on_one_wallet_in_order(
+    make_user, model, sogni_rate, settings
+):
+    settings.WORKER_PROBATION_DAYS = 0
+    owner = make_user()
+    wallet_adjust(wallet=wallet(owner, TokenType.SOGNI), amount=Decimal("10"), reason="test", operator=owner, key="k")
+    job_hold(user=owner, job_id="job-own", model=model, prompt_tokens=1000, max_tokens=1000, token_type="sogni")
+    # Held: $0.0012 = 0.12 SOGNI. Charged: $0.000309 = 0.0309 SOGNI; earned: 70% of it, 0.02163 SOGNI.
+    job_settle(job_id="job-own", prompt_tokens=1000, completion_tokens=10, worker_owner_id=owner.pk)
+
+    entries = LedgerEntry.objects.filter(job_id="job-own").order_by("id")
+    assert [(e.kind, e.amount, e.held_change, e.balance_after, e.held_after) for e in entries] == [
+        ("hold", 0, Decimal("0.12"), Decimal("10"), Decimal("0.12")),
+        ("charge", Decimal("-0.0309"), Decimal("-0.0309"), Decimal("9.9691"), Decimal("0.0891")),
+        ("release", 0, Decimal("-0.0891"), Decimal("9.9691"), Decimal("0")),
+        ("reward", Decimal("0.02163"), 0, Decimal("9.99073"), Decimal("0")),
+    ]
+    assert (wallet(owner, TokenType.SOGNI).balance, wallet(owner, TokenType.SOGNI).held) == (Decimal("9.99073"), 0)
 
 
 def test_settle_never_charges_more_than_the_hold(make_user, model):
@@ -175,7 +195,7 @@ def test_settlement_charges_the_prices_in_effect_when_the_hold_was_taken(make_us
     LlmModel.objects.filter(pk=model.pk).update(output_price_usd_per_m=Decimal("9"))
     SogniRate.objects.create(usd_per_sogni=Decimal("0.02"))
 
-    hold = job_settle(job_id="job-p", prompt_tokens=0, completion_tokens=50_000, worker_owner=operator)
+    hold = job_settle(job_id="job-p", prompt_tokens=0, completion_tokens=50_000, worker_owner_id=operator.pk)
 
     # 50,000 x $0.90/1M = $0.045 at the held $0.01 per SOGNI = 4.5 SOGNI (of the 9 held).
     assert (hold.charged, hold.usd_charged) == (Decimal("4.5"), Decimal("0.045"))

@@ -80,7 +80,7 @@ def job_make(
             job_id=key,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            worker_owner=worker.owner if worker and status == Job.Status.COMPLETED else None,
+            worker_owner_id=worker.owner_id if worker and status == Job.Status.COMPLETED else None,
         )
         Hold.objects.filter(job_id=key).update(created_at=at, closed_at=finished)
         LedgerEntry.objects.filter(job_id=key).update(created_at=finished)

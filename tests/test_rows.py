@@ -20,7 +20,7 @@ def _row(model, pk) -> dict:
 
 def test_a_row_with_an_auto_key_gets_its_key_and_reads_back_as_the_orm_would_write_it(user):
     from billing.models import LedgerEntry, Wallet
-    from sogni_platform.inserts import insert
+    from sogni_platform.rows import insert
 
     wallet = Wallet.objects.get(user=user, token_type="spark")
     fields = {"wallet": wallet, "kind": LedgerEntry.Kind.HOLD, "amount": Decimal("0"), "held_change": Decimal("1.5")}
@@ -38,7 +38,7 @@ def test_a_row_with_an_auto_key_gets_its_key_and_reads_back_as_the_orm_would_wri
 def test_a_row_with_a_python_key_and_a_database_default_reads_back_whole(user):
     from inference.catalog import catalog_seed
     from inference.models import Job, LlmModel
-    from sogni_platform.inserts import insert
+    from sogni_platform.rows import insert
 
     catalog_seed()
     job = Job(
@@ -52,3 +52,29 @@ def test_a_row_with_a_python_key_and_a_database_default_reads_back_whole(user):
     insert(job)
 
     assert model_to_dict(Job.objects.get(pk=job.pk)) == model_to_dict(job)
+
+
+def test_several_rows_in_one_statement_get_their_keys_in_order(user, django_assert_num_queries):
+    from billing.models import LedgerEntry, Wallet
+    from sogni_platform.rows import insert_many
+
+    wallet = Wallet.objects.get(user=user, token_type="spark")
+    fields = {"wallet": wallet, "kind": LedgerEntry.Kind.HOLD, "amount": Decimal("0"), "balance_after": Decimal("0")}
+    entries = [LedgerEntry(idempotency_key=f"rows:{i}", held_change=i, held_after=i, **fields) for i in range(3)]
+    with django_assert_num_queries(1):
+        insert_many(entries)
+
+    assert [LedgerEntry.objects.get(pk=e.pk).idempotency_key for e in entries] == ["rows:0", "rows:1", "rows:2"]
+
+
+def test_an_update_writes_the_fields_save_would_and_no_others(user):
+    from billing.models import Wallet
+    from sogni_platform.rows import update
+
+    wallet = Wallet.objects.get(user=user, token_type="sogni")
+    Wallet.objects.filter(pk=wallet.pk).update(balance=Decimal("5"))  # not in the fields: must survive
+    wallet.held, wallet.updated_at = Decimal("1.25"), wallet.updated_at.replace(year=2030)
+    update(wallet, ["held", "updated_at"])
+
+    stored = Wallet.objects.get(pk=wallet.pk)
+    assert (stored.balance, stored.held, stored.updated_at) == (Decimal("5"), Decimal("1.25"), wallet.updated_at)
