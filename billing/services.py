@@ -19,6 +19,7 @@ from accounts.models import TokenType, TokenTypePreference, User
 from billing.escrow import probation_end
 from billing.models import ZERO, AccountDebt, DailyBonusClaim, Hold, LedgerEntry, SogniRate, TopUp, Wallet
 from billing.pricing import (
+    QUANTUM,
     SPARK_USD,
     estimate_usd,
     usage_usd,
@@ -83,7 +84,13 @@ def _wallet_hold(*, user_id: int, token_type: str, amount: Decimal) -> Wallet | 
     if row is None:
         return None
     pk, balance, held = row
-    return Wallet(pk=pk, user_id=user_id, token_type=token_type, balance=balance, held=held - amount)
+    return Wallet(pk=pk, user_id=user_id, token_type=token_type, balance=_amount(balance), held=_amount(held) - amount)
+
+
+def _amount(value) -> Decimal:
+    """An amount a raw statement read: PostgreSQL gives a Decimal; SQLite (embedded mode) an int or a
+    float, whose noise the ledger's 9 places drop."""
+    return value if isinstance(value, Decimal) else Decimal(str(value)).quantize(QUANTUM)
 
 
 def _post(
@@ -294,7 +301,8 @@ def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worke
         if worker_owner_id is None:
             hold = _HOLD.get(job_id)
         else:
-            hold = _HOLD_AND_REWARD_TERMS.get(job_id, str(worker_owner_id), timezone.now().isoformat())
+            now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the backend stores it
+            hold = _HOLD_AND_REWARD_TERMS.get(job_id, str(worker_owner_id), now)
         if hold is not None and hold.status == Hold.Status.OPEN:
             _settle(hold, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                     worker_owner_id=worker_owner_id)  # fmt: skip
@@ -375,7 +383,7 @@ def _post_new(entries: list[LedgerEntry]) -> None:
             amount, held_change = sum(e.amount for e in group), sum(e.held_change for e in group)
             cursor.execute(_wallet_change_sql(), [amount, held_change, now, wallet_id])
             balance, held = cursor.fetchone()
-            balance, held = balance - amount, held - held_change  # as the first entry found it
+            balance, held = _amount(balance) - amount, _amount(held) - held_change  # as the first entry found it
             for entry in group:
                 balance, held = balance + entry.amount, held + entry.held_change
                 if held < 0 or balance - held < 0:

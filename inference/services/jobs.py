@@ -69,7 +69,7 @@ def job_mark_running(*, job_id: JobId, channel_name: str, first_token_at: dateti
     """The first token was relayed. Conditional, so a late write never undoes the job's end."""
     lease_expires_at = first_token_at + timedelta(seconds=settings.JOB_LEASE_SECONDS)
     with connection.cursor() as cursor:
-        cursor.execute(_running_sql(), [Job.Status.RUNNING, first_token_at, lease_expires_at, str(job_id),
+        cursor.execute(_running_sql(), [Job.Status.RUNNING, first_token_at, lease_expires_at, _pk_text(job_id),
                                         channel_name, Job.Status.ASSIGNED])  # fmt: skip
 
 
@@ -80,6 +80,11 @@ def _running_sql() -> str:
         f"UPDATE {Job._meta.db_table} SET status = %s, first_token_at = %s, lease_expires_at = %s "  # noqa: S608 - the name is from model meta
         "WHERE id = %s AND worker_channel = %s AND status = %s"
     )
+
+
+def _pk_text(job_id: JobId) -> str:
+    """A job id as text every backend's uuid column compares with (SQLite keeps 32 hex digits)."""
+    return uuid.UUID(str(job_id)).hex
 
 
 def _jobs_locked():
@@ -97,7 +102,7 @@ _HELD_BY = PreparedGet(
 
 def _locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
     if channel_name is not None and tuple(statuses) == Job.ACTIVE:
-        return _HELD_BY.get(str(job_id), channel_name)
+        return _HELD_BY.get(_pk_text(job_id), channel_name)
     jobs = _jobs_locked().filter(id=job_id, status__in=statuses)
     if channel_name is not None:
         jobs = jobs.filter(worker_channel=channel_name)
