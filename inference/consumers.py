@@ -200,6 +200,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 "heartbeat_interval": settings.WORKER_HEARTBEAT_SECONDS,
                 "models": registration.accepted,
                 "rejected_models": registration.rejected,
+                "features": list(protocol.FEATURES),
             }
         )
 
@@ -247,6 +248,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                     job_id=frame["job_id"], channel_name=self.channel_name, delivered_tokens=job.tokens
                 )
             )
+
+    async def on_deltas(self, frame: dict) -> None:
+        for delta in frame["deltas"]:
+            await self.on_delta(delta)
 
     async def on_done(self, frame: dict) -> None:
         job = self.jobs.pop(frame["job_id"], None)

@@ -29,6 +29,8 @@ MAX_TOOL_CALLS = 64
 MAX_RUNNING = 256
 MAX_MESSAGE = 4096
 MAX_FRAME_TOKENS = 65_536
+MAX_BATCHED_DELTAS = 256
+FEATURES = ("deltas",)  # announced in `welcome`: what a worker may send beyond version 1's frames
 MAX_USAGE_TOKENS = 10_000_000
 
 
@@ -130,6 +132,16 @@ def _delta(frame: dict) -> dict:
     }
 
 
+def _deltas(frame: dict) -> dict:
+    """Deltas of one or more jobs ready at the same time, in one frame (the `deltas` feature)."""
+    items = frame.get("deltas")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCHED_DELTAS:
+        raise ProtocolViolation(f"deltas.deltas must be a list of 1 to {MAX_BATCHED_DELTAS} deltas")
+    if not all(isinstance(item, dict) for item in items):
+        raise ProtocolViolation("deltas.deltas entries must be objects")
+    return {"type": "deltas", "deltas": [_delta({**item, "type": "deltas.deltas[]"}) for item in items]}
+
+
 def _done(frame: dict) -> dict:
     usage = frame.get("usage", {})
     if not isinstance(usage, dict):
@@ -162,6 +174,7 @@ PARSERS = {
     "hello": _hello,
     "heartbeat": _heartbeat,
     "delta": _delta,
+    "deltas": _deltas,
     "done": _done,
     "error": _error,
     "draining": lambda frame: {"type": "draining"},

@@ -40,6 +40,18 @@ def test_a_full_delta_is_accepted_and_normalised():
     }
 
 
+def test_a_deltas_frame_is_checked_delta_by_delta():
+    frame = parse({"type": "deltas", "deltas": [{"type": "delta", "job_id": "a", "content": "x", "tokens": 1},
+                                                 {"job_id": "b", "reasoning": "y"}]})  # fmt: skip
+    assert frame == {
+        "type": "deltas",
+        "deltas": [
+            {"type": "delta", "job_id": "a", "content": "x", "reasoning": "", "tool_calls": [], "tokens": 1},
+            {"type": "delta", "job_id": "b", "content": "", "reasoning": "y", "tool_calls": [], "tokens": 0},
+        ],
+    }
+
+
 def test_done_usage_defaults_to_zero():
     frame = parse({"type": "done", "job_id": "j", "finish_reason": "length"})
     assert (frame["prompt_tokens"], frame["completion_tokens"], frame["reasoning_tokens"]) == (0, 0, 0)
@@ -65,6 +77,10 @@ def test_a_future_protocol_is_4002_not_4003():
         '{"type": "delta", "job_id": "j", "tool_calls": {"index": 0}}',
         '{"type": "error", "job_id": "j", "code": "engine_error", "retryable": "yes"}',
         '{"type": "heartbeat", "running": "j1"}',
+        '{"type": "deltas", "deltas": []}',
+        '{"type": "deltas", "deltas": {"job_id": "j"}}',
+        '{"type": "deltas", "deltas": ["j"]}',
+        '{"type": "deltas", "deltas": [{"job_id": "j", "tokens": 1}, {"job_id": "", "tokens": 1}]}',
         '{"type": "hello", "protocol": true, "worker_name": "w", "models": ["m"], "slots": 1}',
     ],
 )

@@ -227,6 +227,35 @@ def test_frames_for_a_job_not_held_are_dropped(platform, operator, customer, cap
     assert (job.status, job.completion_tokens, job.worker.name) == (Job.Status.COMPLETED, 1, "a")
 
 
+def test_one_deltas_frame_feeds_each_of_its_jobs_and_drops_what_is_not_held(platform, operator, customer, caplog):
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        welcome = await worker.hello(name="batching", slots=2)
+        calls = [chat(customer.key), chat(customer.key)]
+        for call in calls:
+            await call.start()
+        jobs = [(await worker.job())["job_id"] for _ in calls]
+        await worker.send({"type": "deltas", "deltas": [
+            {"job_id": jobs[0], "content": "one ", "tokens": 1},
+            {"job_id": "not-a-job", "content": "INJECTED", "tokens": 9},
+            {"job_id": jobs[1], "content": "two ", "tokens": 1},
+            {"job_id": jobs[0], "content": "three", "tokens": 1},
+        ]})  # fmt: skip
+        await worker.done(jobs[0], completion_tokens=2)
+        await worker.done(jobs[1], completion_tokens=1)
+        replies = {job_id: await call.finish() for job_id, call in zip(jobs, calls, strict=True)}
+        await worker.disconnect()
+        return welcome, jobs, replies
+
+    with caplog.at_level(logging.WARNING, logger="inference.consumers"):
+        welcome, jobs, replies = run(scenario)
+    assert "deltas" in welcome["features"]
+    assert "does not hold" in caplog.text
+    assert replies[jobs[0]].content() == "one three"
+    assert replies[jobs[1]].content() == "two "
+    assert {str(j.id): j.completion_tokens for j in Job.objects.all()} == {jobs[0]: 2, jobs[1]: 1}
+
+
 def test_disconnect_requeues_tokenless_jobs_and_fails_streamed_ones(platform, operator, customer):
     rescuer = account_create(email="rescuer@example.com")
 

@@ -16,6 +16,14 @@ def peer():
     platform.stop()
 
 
+@pytest.fixture(params=[(), ("deltas",)], ids=["v1-frames", "deltas-feature"])
+def any_peer(request):
+    """A peer without and with the `deltas` feature: the worker's frames mean the same either way."""
+    platform = PlatformPeer(features=request.param)
+    yield platform
+    platform.stop()
+
+
 @pytest.fixture
 def start_worker():
     """Start `sogni-worker` (scripted engine unless told otherwise) as a real process."""

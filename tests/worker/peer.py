@@ -22,7 +22,8 @@ class PeerConnection:
     ws: ServerConnection
     headers: dict[str, str]
     opened_at: float
-    frames: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[dict[str, Any]] = field(default_factory=list)  # a `deltas` frame's deltas, one by one
+    batches: list[list[dict[str, Any]]] = field(default_factory=list)  # each `deltas` frame's deltas
     closed_at: float | None = None
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
@@ -33,12 +34,19 @@ class PeerConnection:
 
 
 class PlatformPeer:
-    """reject_with: close code sent right after the handshake (4001 = bad key) or after hello."""
+    """reject_with: close code sent right after the handshake (4001 = bad key) or after hello.
+    features: announced in the welcome (the platform's are inference.protocol.FEATURES)."""
 
     def __init__(
-        self, *, heartbeat_interval: float = 0.5, reject_with: int | None = None, known_models: list[str] | None = None
+        self,
+        *,
+        heartbeat_interval: float = 0.5,
+        reject_with: int | None = None,
+        known_models: list[str] | None = None,
+        features: tuple[str, ...] = (),
     ) -> None:
         self.heartbeat_interval = heartbeat_interval
+        self.features = features
         self.reject_with = reject_with
         self.known_models = known_models  # None: every model the worker offers
         self.connections: list[PeerConnection] = []
@@ -71,7 +79,11 @@ class PlatformPeer:
         try:
             async for raw in ws:
                 frame = json.loads(raw)
-                conn.frames.append(frame)
+                if frame.get("type") == "deltas":
+                    conn.batches.append(frame["deltas"])
+                    conn.frames.extend(frame["deltas"])
+                else:
+                    conn.frames.append(frame)
                 if frame.get("type") == "hello":
                     known = self.known_models
                     accepted = [m for m in frame["models"] if known is None or m in known]
@@ -80,6 +92,7 @@ class PlatformPeer:
                             "type": "welcome", "protocol": 1, "worker_id": f"w{len(self.connections)}",
                             "heartbeat_interval": self.heartbeat_interval, "models": accepted,
                             "rejected_models": [m for m in frame["models"] if m not in accepted],
+                            "features": list(self.features),
                         })
                     )  # fmt: skip
         except ConnectionClosed:

@@ -1,5 +1,6 @@
 """The worker process against a test-local platform peer: hello, jobs, concurrency, cancel, drain, reconnect."""
 
+import json
 import signal
 import socket
 
@@ -58,7 +59,8 @@ def test_max_tokens_cuts_with_length(peer, start_worker):
     assert _text(conn, "job-short") == "alpha tok1 tok2"
 
 
-def test_concurrent_jobs_interleave_without_cross_talk(peer, start_worker):
+def test_concurrent_jobs_interleave_without_cross_talk(any_peer, start_worker):
+    peer = any_peer
     start_worker(peer.url, "--slots", "2", "--scripted-rate", "20", "--scripted-tokens", "20")
     conn = _connected(peer)
     peer.job(conn, "job-a", "apple pie")
@@ -72,6 +74,27 @@ def test_concurrent_jobs_interleave_without_cross_talk(peer, start_worker):
     # Both ran at once: b's first delta came before a finished.
     order = [(f["job_id"], f["type"]) for f in conn.frames if f.get("job_id")]
     assert order.index(("job-b", "delta")) < order.index(("job-a", "done"))
+
+
+def test_with_the_deltas_feature_deltas_ready_together_share_a_frame_each_job_in_order(start_worker):
+    peer = PlatformPeer(features=("deltas",))
+    try:
+        # Eight jobs' tokens as fast as the engine makes them: the event loop finds several ready at once.
+        start_worker(peer.url, "--slots", "8", "--scripted-rate", "0", "--scripted-tokens", "300")
+        conn = _connected(peer)
+        jobs = [f"job-{i}" for i in range(8)]
+        for job_id in jobs:
+            peer.job(conn, job_id, f"word{job_id[-1]}", max_tokens=500)
+        ends = [_ended(conn, job_id) for job_id in jobs]
+        assert [end["type"] for end in ends] == ["done"] * 8
+        for job_id, end in zip(jobs, ends, strict=True):
+            assert _text(conn, job_id) == f"word{job_id[-1]} " + " ".join(f"tok{i}" for i in range(1, 300))
+            assert end["usage"]["completion_tokens"] == 300
+            frames = conn.for_job(job_id)
+            assert frames[-1] is end  # nothing of a job after its done
+        assert any(len({d["job_id"] for d in batch}) > 1 for batch in conn.batches)
+    finally:
+        peer.stop()
 
 
 def test_a_job_beyond_the_slots_is_refused_as_overloaded(peer, start_worker):
@@ -110,7 +133,8 @@ def test_tool_call_fragments_reassemble(peer, start_worker):
     assert "".join(t.get("arguments", "") for t in fragments) == '{"city": "Paris"}'
 
 
-def test_sigterm_drains_running_jobs_then_exits_zero(peer, start_worker):
+def test_sigterm_drains_running_jobs_then_exits_zero(any_peer, start_worker):
+    peer = any_peer
     worker = start_worker(peer.url, "--scripted-rate", "20", "--scripted-tokens", "30")
     conn = _connected(peer)
     peer.job(conn, "job-d", "drain test")
@@ -223,3 +247,21 @@ def test_environment_variables_configure_the_worker(peer, start_worker):
     start_worker(peer.url.replace("ws://", "http://"), scripted=False, env=env)
     hello = _connected(peer).of_type("hello")[0]
     assert (hello["engine"], hello["models"], hello["slots"]) == ("scripted", ["model-a", "model-b"], 5)
+
+
+def test_runs_of_deltas_join_up_to_the_frame_budget_and_other_frames_keep_their_place():
+    from sogni_worker.outbox import MAX_BATCH_CHARS, MAX_BATCHED, batches, dumps
+
+    def delta(job, text):
+        return True, dumps({"type": "delta", "job_id": job, "content": text, "tokens": 1})
+
+    done = (False, dumps({"type": "done", "job_id": "a"}))
+    frames = [delta("a", "x"), delta("b", "y"), done, delta("b", "z")]
+    sent = [json.loads(text) for text in batches(frames)]
+    assert [f["type"] for f in sent] == ["deltas", "done", "delta"]
+    assert [(d["job_id"], d["content"]) for d in sent[0]["deltas"]] == [("a", "x"), ("b", "y")]
+
+    many = [delta(str(i), "t") for i in range(MAX_BATCHED + 1)]
+    assert [len(json.loads(text).get("deltas", [1])) for text in batches(many)] == [MAX_BATCHED, 1]
+    big = [delta("a", "x" * (MAX_BATCH_CHARS - 100)), delta("b", "y" * 200)]
+    assert [json.loads(text)["type"] for text in batches(big)] == ["delta", "delta"]

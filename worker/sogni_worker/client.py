@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from . import __version__, protocol
 from .engines.base import Engine, EngineError, Finish
+from .outbox import Outbox, dumps
 from .streaming import Generation, coalesced
 
 log = logging.getLogger("sogni_worker")
@@ -67,6 +68,7 @@ class Worker:
         self._drain_event: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._ws: ClientConnection | None = None
+        self._outbox: Outbox | None = None  # this connection's, if the platform takes `deltas` frames
         self._next_send = 0.0
         self._session_task: asyncio.Task | None = None
         self._welcomed = False
@@ -177,6 +179,10 @@ class Worker:
             asyncio.create_task(self._heartbeats(ws, interval)),
             asyncio.create_task(self._drainer(ws)),
         ]
+        self._outbox = None
+        if "deltas" in (welcome.get("features") or []):
+            self._outbox = Outbox(lambda text: self._send_text(ws, text))
+            helpers.append(asyncio.create_task(self._write(self._outbox)))
         try:
             async for raw in ws:
                 await self._on_frame(ws, raw)
@@ -208,12 +214,20 @@ class Worker:
         except ConnectionClosed:
             pass
 
+    async def _write(self, outbox: Outbox) -> None:
+        try:
+            await outbox.run()
+        except ConnectionClosed:
+            pass  # the frame loop sees the close and ends the session
+
     async def _drainer(self, ws: ClientConnection) -> None:
         assert self._drain_event is not None and self._idle is not None
         await self._drain_event.wait()
         try:
             await self._send(ws, {"type": "draining"})
             await self._idle.wait()
+            if self._outbox is not None:
+                await self._outbox.empty.wait()  # the last jobs' done frames
             await ws.close(1000, "drained")
         except ConnectionClosed:
             pass
@@ -229,12 +243,22 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        await self._send_text(ws, dumps(message))
+
+    async def _send_text(self, ws: ClientConnection, text: str) -> None:
         now = time.monotonic()
         at = max(now, self._next_send)
         self._next_send = at + 1 / MAX_FRAMES_PER_SECOND
         if at > now:
             await asyncio.sleep(at - now)
-        await ws.send(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
+        await ws.send(text)
+
+    async def _emit(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
+        """A running job's frame: through the outbox if there is one (in order with the others)."""
+        if self._outbox is None:
+            await self._send(ws, frame)
+        else:
+            self._outbox.put(frame)
 
     # -- frames and jobs --------------------------------------------------------------------------
 
@@ -285,7 +309,7 @@ class Worker:
                 if isinstance(item, Finish):
                     frame = {"type": "done", "job_id": job_id, "finish_reason": item.finish_reason,
                              "usage": item.usage()}  # fmt: skip
-                    await self._send(ws, frame)
+                    await self._emit(ws, frame)
                     log.info("job %s: done (%s, %s)", job_id, item.finish_reason, item.usage())
                     return
                 if job.cancel.is_set():
@@ -297,7 +321,7 @@ class Worker:
                     frame["reasoning"] = item.reasoning
                 if item.tool_calls:
                     frame["tool_calls"] = item.tool_calls
-                await self._send(ws, frame)
+                await self._emit(ws, frame)
         except EngineError as exc:
             await self._send_failure(ws, job_id, job, exc)
         except ConnectionClosed:
@@ -319,6 +343,6 @@ class Worker:
                 exc = EngineError("cancelled", "the job was cancelled")
         log.info("job %s: %s: %s", job_id, exc.code, exc.message)
         try:
-            await self._send(ws, protocol.error(job_id, exc.code, exc.message, retryable=exc.retryable))
+            await self._emit(ws, protocol.error(job_id, exc.code, exc.message, retryable=exc.retryable))
         except ConnectionClosed:
             pass
