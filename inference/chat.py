@@ -33,6 +33,7 @@ from inference.relay import ReplyReader
 from inference.selectors import model_has_online_worker, model_resolve
 from inference.services import job_cancel, job_create, job_expire
 from ratelimits.services import ratelimit_check_request, ratelimit_consume_tokens_async
+from sogni_platform.durability import skip_commit_flush
 from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -97,8 +98,10 @@ def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
     # One transaction: a free worker slot is claimed first (its row stays locked to the commit), then
     # the job is inserted already assigned and the worst case held. InsufficientBalance (402) or no
     # worker online (503) rolls it all back, so nothing is dispatched. Rows are locked worker → wallet
-    # here as in settlement.
+    # here as in settlement. The commit does not wait for the disk: it is on the way to the first token,
+    # and a crash that loses it loses the job and its hold together (its reply is then not charged).
     with transaction.atomic():
+        skip_commit_flush()
         job = job_create(
             user=api_key.user,
             model=model,
