@@ -8,8 +8,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.urls import set_script_prefix  # noqa: E402
 
 from inference.chat import chat_sessions  # noqa: E402
 from sogni_platform.middleware import RequestIdMiddleware  # noqa: E402
@@ -30,9 +32,8 @@ class ApiASGIHandler(ASGIHandler):
         self._middleware_chain = convert_exception_to_response(RequestIdMiddleware(handler))
 
     async def __call__(self, scope, receive, send):
-        """Without Django's per-request ThreadSensitiveContext: the view's database work runs in
-        pool threads (inference.chat.in_db_thread), so a thread started for each request would only serve
-        the request signals' receivers, which run on asgiref's shared thread instead."""
+        """Without Django's per-request ThreadSensitiveContext: the view's database work runs in pool
+        threads (inference.chat.in_db_thread), and nothing else of the request needs a thread of its own."""
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)
@@ -44,11 +45,61 @@ class ApiASGIHandler(ASGIHandler):
         sessions = []
         token = chat_sessions.set(sessions)
         try:
-            await super().handle(scope, receive, send)
+            await self._handle(scope, receive, send)
         finally:
             chat_sessions.reset(token)
             for session in sessions:
                 await asyncio.shield(session.close())
+
+    async def _handle(self, scope, receive, send):
+        """Django 5.2's ASGIHandler.handle without the request_started and request_finished signals: each
+        runs its sync receivers in a hop to asgiref's one shared thread, which every concurrent request
+        queues for, to close that thread's database connections and reset its query log. This view's
+        database work runs in pool threads that close their own (inference.chat.in_db_thread)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process_request(request, send):
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client disconnected during the send
+            return response
+
+        # The disconnect listener first: it cannot raise anything that would keep the view from being cancelled.
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request(request, send)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()  # the view sees the cancellation
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if not tasks[1].cancelled():
+            for close in tasks[1].result()._resource_closers:  # what response.close() does, but the signal
+                close()
+        body_file.close()
 
 
 api_asgi_app = ApiASGIHandler()
