@@ -1,5 +1,6 @@
 """The worker process against a test-local platform peer: hello, jobs, concurrency, cancel, drain, reconnect."""
 
+import asyncio
 import json
 import signal
 import socket
@@ -76,25 +77,32 @@ def test_concurrent_jobs_interleave_without_cross_talk(any_peer, start_worker):
     assert order.index(("job-b", "delta")) < order.index(("job-a", "done"))
 
 
-def test_with_the_deltas_feature_deltas_ready_together_share_a_frame_each_job_in_order(start_worker):
-    peer = PlatformPeer(features=("deltas",))
-    try:
-        # Eight jobs' tokens as fast as the engine makes them: the event loop finds several ready at once.
-        start_worker(peer.url, "--slots", "8", "--scripted-rate", "0", "--scripted-tokens", "300")
-        conn = _connected(peer)
-        jobs = [f"job-{i}" for i in range(8)]
-        for job_id in jobs:
-            peer.job(conn, job_id, f"word{job_id[-1]}", max_tokens=500)
-        ends = [_ended(conn, job_id) for job_id in jobs]
-        assert [end["type"] for end in ends] == ["done"] * 8
-        for job_id, end in zip(jobs, ends, strict=True):
-            assert _text(conn, job_id) == f"word{job_id[-1]} " + " ".join(f"tok{i}" for i in range(1, 300))
-            assert end["usage"]["completion_tokens"] == 300
-            frames = conn.for_job(job_id)
-            assert frames[-1] is end  # nothing of a job after its done
-        assert any(len({d["job_id"] for d in batch}) > 1 for batch in conn.batches)
-    finally:
-        peer.stop()
+def test_frames_put_while_one_is_being_sent_go_out_next_in_order_deltas_in_one_frame():
+    from sogni_worker.outbox import Outbox
+
+    sent, release = [], asyncio.Event()
+
+    async def send_text(text):
+        sent.append(json.loads(text))
+        if len(sent) == 1:
+            await release.wait()  # a slow socket: everything put meanwhile waits for the next turn
+
+    async def scenario():
+        outbox = Outbox(send_text)
+        writer = asyncio.create_task(outbox.run())
+        outbox.put({"type": "delta", "job_id": "a", "content": "1", "tokens": 1})
+        await asyncio.sleep(0.01)
+        for frame in ({"type": "delta", "job_id": "b", "content": "2", "tokens": 1},
+                      {"type": "delta", "job_id": "a", "content": "3", "tokens": 1},
+                      {"type": "done", "job_id": "a"}):  # fmt: skip
+            outbox.put(frame)
+        release.set()
+        await asyncio.wait_for(outbox.empty.wait(), 5)
+        writer.cancel()
+
+    asyncio.run(scenario())
+    assert [f["type"] for f in sent] == ["delta", "deltas", "done"]
+    assert [(d["job_id"], d["content"]) for d in sent[1]["deltas"]] == [("b", "2"), ("a", "3")]
 
 
 def test_a_job_beyond_the_slots_is_refused_as_overloaded(peer, start_worker):
