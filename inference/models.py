@@ -82,7 +82,9 @@ class Worker(models.Model):
                 name="inference_worker_in_flight_within_slots",
             ),
         ]
-        indexes = [models.Index(fields=["status", "in_flight"], name="inference_worker_status_load")]
+        # Not in_flight: every claim and release changes it, and an indexed column would make each of those
+        # updates write index entries (no heap-only update), which bloat the dispatch query's scan.
+        indexes = [models.Index(fields=["status"], name="inference_worker_status")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.owner})"

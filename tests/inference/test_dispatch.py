@@ -229,3 +229,25 @@ def test_a_dispatch_lets_go_of_a_worker_that_filled_up_before_it_waits_for_the_n
         thread.join(10)
     assert assigned_to(created[0]) == "second"
     assert Worker.objects.get(pk=second.pk).in_flight == 1
+
+
+def test_claiming_and_freeing_a_slot_are_heap_only_updates_of_the_worker_row(platform, operator, customer):
+    """No index holds in_flight and the table leaves room on its pages, so the two updates every request
+    makes to its worker's row add no index entries (dead ones would slow every later dispatch)."""
+    from inference.services.dispatch import worker_slot_free
+
+    worker = worker_online(operator.user, "hot", slots=4)
+    with transaction.atomic():
+        job = job_queued(customer.user)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_get_xact_tuples_updated('inference_worker'::regclass), "
+                           "pg_stat_get_xact_tuples_hot_updated('inference_worker'::regclass)")  # fmt: skip
+            before = cursor.fetchone()
+            from inference.services.dispatch import job_take_slot
+
+            assert job_take_slot(job)
+            worker_slot_free(worker_id=worker.pk, channel_name=worker.channel_name, model_id=job.model_id)
+            cursor.execute("SELECT pg_stat_get_xact_tuples_updated('inference_worker'::regclass), "
+                           "pg_stat_get_xact_tuples_hot_updated('inference_worker'::regclass)")  # fmt: skip
+            after = cursor.fetchone()
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 2)
