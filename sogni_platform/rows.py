@@ -83,3 +83,27 @@ def update(obj: Model, fields: Sequence[str]) -> None:
     values.append(obj._meta.pk.get_db_prep_value(obj.pk, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
+
+
+def insert_select(obj: Model, *, source: str, columns: dict[str, str]) -> tuple[str, list]:
+    """`INSERT … SELECT` of new `obj` from `source` (a CTE's name), for a statement that writes several
+    rows at once: `columns` maps column names to SQL read from the source (e.g. {"wallet_id": "w.id"}),
+    every other field is a parameter prepared as `insert` prepares it. Returns the SQL and its parameters."""
+    meta = obj._meta
+    quote = connection.ops.quote_name
+    fields = [
+        f for f in meta.local_concrete_fields if not f.generated and (obj.pk is not None or f is not meta.auto_field)
+    ]
+    names, values, params = [], [], []
+    for field in fields:
+        names.append(quote(field.column))
+        if field.column in columns:
+            values.append(columns[field.column])
+            continue
+        value = field.pre_save(obj, add=True)
+        if isinstance(value, DatabaseDefault):
+            raise ValueError(f"insert_select: {meta.label}.{field.name} has only a database default")
+        values.append("%s")
+        params.append(field.get_db_prep_save(value, connection))
+    sql = f"INSERT INTO {quote(meta.db_table)} ({', '.join(names)}) SELECT {', '.join(values)} FROM {source}"  # noqa: S608 - names from model meta
+    return sql, params
