@@ -1,4 +1,4 @@
-"""sogni_platform.inserts writes the row Model.save(force_insert=True) writes."""
+"""sogni_platform.rows writes the rows Model.save() writes."""
 
 from decimal import Decimal
 

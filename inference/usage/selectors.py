@@ -288,7 +288,7 @@ class Earnings:
 
 def earnings(*, user) -> Earnings:
     """All worker rewards ever credited to `user`, their SOGNI wallet's available balance, and the
-    rewards still in escrow (probation, billing.services.escrow_probation_ends)."""
+    rewards still in escrow (probation, billing.escrow.escrow_probation_ends)."""
     from billing.selectors import wallet_escrowed
 
     total = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REWARD, wallet__user=user).aggregate(t=Sum("amount"))
