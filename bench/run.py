@@ -43,7 +43,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=64, help="scripted tokens per reply (default 64)")
     parser.add_argument("--no-llama", action="store_true", help="skip the real-engine runs")
     parser.add_argument("--llama-concurrency", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--llama-requests", type=int, default=6)
+    parser.add_argument("--llama-requests", type=int, default=12)
     parser.add_argument("--llama-tokens", type=int, default=128)
     parser.add_argument("--llama-threads", type=int, default=1,
                         help="llama.cpp threads (default 1: one core stays for the platform)")  # fmt: skip
