@@ -74,7 +74,8 @@ def _hold_written(*, user_id: int, token_type: str, hold: Hold, entry: LedgerEnt
     (nothing written) if it is short or does not exist yet. On PostgreSQL one statement: the wallet's
     update (which locks it, checks and writes at once) and the two inserts, so the wallet stays locked
     only for the commit that follows, and the opening makes one round trip instead of three."""
-    amount, now, table = hold.amount, timezone.now(), Wallet._meta.db_table
+    amount, table = hold.amount, Wallet._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(timezone.now())  # raw SQL: as the ORM stores it
     update = (
         f"UPDATE {table} SET held = held + %s, updated_at = %s "  # noqa: S608 - the name is from model meta
         "WHERE user_id = %s AND token_type = %s AND balance - held >= %s RETURNING id, balance, held"
@@ -388,7 +389,7 @@ def _post_new(entries: list[LedgerEntry]) -> None:
     by_wallet: dict[int, list[LedgerEntry]] = {}
     for entry in entries:
         by_wallet.setdefault(entry.wallet_id, []).append(entry)
-    now = timezone.now()
+    now = connection.ops.adapt_datetimefield_value(timezone.now())  # raw SQL: as the ORM stores it
     with connection.cursor() as cursor:
         for wallet_id in sorted(by_wallet):
             group = by_wallet[wallet_id]

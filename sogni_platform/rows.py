@@ -15,10 +15,23 @@ from django.db.models import Model
 from django.db.models.expressions import DatabaseDefault
 
 
+def _written_fields(meta, with_pk: bool) -> tuple:
+    """The fields an INSERT writes: every concrete one but generated columns (and an auto key not set)."""
+    return tuple(f for f in meta.local_concrete_fields if not f.generated and (with_pk or f is not meta.auto_field))
+
+
+def _insert_value(obj: Model, field):
+    """`field` of new `obj` as the INSERT sends it, as Model.save prepares it."""
+    value = field.pre_save(obj, add=True)
+    if isinstance(value, DatabaseDefault):
+        raise ValueError(f"insert: {obj._meta.label}.{field.name} has only a database default; use save()")
+    return field.get_db_prep_save(value, connection)
+
+
 @functools.cache
 def _insert_statement(model: type[Model], with_pk: bool, rows: int) -> tuple[str, tuple, tuple]:
     meta = model._meta
-    fields = tuple(f for f in meta.local_concrete_fields if not f.generated and (with_pk or f is not meta.auto_field))
+    fields = _written_fields(meta, with_pk)
     returning = tuple(meta.db_returning_fields)
     quote = connection.ops.quote_name
     values = f"({', '.join(['%s'] * len(fields))})"
@@ -48,11 +61,7 @@ def insert_many(objs: Sequence[Model]) -> None:
     for obj in objs:
         if type(obj) is not model or (meta.auto_field is None or obj.pk is not None) != with_pk:
             raise ValueError("insert_many: the rows must be of one model, all with or all without their keys")
-        for field in fields:
-            value = field.pre_save(obj, add=True)
-            if isinstance(value, DatabaseDefault):
-                raise ValueError(f"insert: {meta.label}.{field.name} has only a database default; use save()")
-            values.append(field.get_db_prep_save(value, connection))
+        values.extend(_insert_value(obj, field) for field in fields)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         rows = cursor.fetchall() if returning else [()] * len(objs)
@@ -91,19 +100,13 @@ def insert_select(obj: Model, *, source: str, columns: dict[str, str]) -> tuple[
     every other field is a parameter prepared as `insert` prepares it. Returns the SQL and its parameters."""
     meta = obj._meta
     quote = connection.ops.quote_name
-    fields = [
-        f for f in meta.local_concrete_fields if not f.generated and (obj.pk is not None or f is not meta.auto_field)
-    ]
     names, values, params = [], [], []
-    for field in fields:
+    for field in _written_fields(meta, obj.pk is not None):
         names.append(quote(field.column))
         if field.column in columns:
             values.append(columns[field.column])
-            continue
-        value = field.pre_save(obj, add=True)
-        if isinstance(value, DatabaseDefault):
-            raise ValueError(f"insert_select: {meta.label}.{field.name} has only a database default")
-        values.append("%s")
-        params.append(field.get_db_prep_save(value, connection))
+        else:
+            values.append("%s")
+            params.append(_insert_value(obj, field))
     sql = f"INSERT INTO {quote(meta.db_table)} ({', '.join(names)}) SELECT {', '.join(values)} FROM {source}"  # noqa: S608 - names from model meta
     return sql, params

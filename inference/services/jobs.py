@@ -67,10 +67,11 @@ def job_create(
 
 def job_mark_running(*, job_id: JobId, channel_name: str, first_token_at: datetime) -> None:
     """The first token was relayed. Conditional, so a late write never undoes the job's end."""
+    adapt = connection.ops.adapt_datetimefield_value  # raw SQL: times as the ORM stores them
     lease_expires_at = first_token_at + timedelta(seconds=settings.JOB_LEASE_SECONDS)
     with connection.cursor() as cursor:
-        cursor.execute(_running_sql(), [Job.Status.RUNNING, first_token_at, lease_expires_at, _pk_text(job_id),
-                                        channel_name, Job.Status.ASSIGNED])  # fmt: skip
+        cursor.execute(_running_sql(), [Job.Status.RUNNING, adapt(first_token_at), adapt(lease_expires_at),
+                                        _pk_text(job_id), channel_name, Job.Status.ASSIGNED])  # fmt: skip
 
 
 @functools.cache
