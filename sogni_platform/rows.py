@@ -96,15 +96,20 @@ def update(obj: Model, fields: Sequence[str]) -> None:
 
 def insert_select(obj: Model, *, source: str, columns: dict[str, str]) -> tuple[str, list]:
     """`INSERT … SELECT` of new `obj` from `source` (a CTE's name), for a statement that writes several
-    rows at once: `columns` maps column names to SQL read from the source (e.g. {"wallet_id": "w.id"}),
-    every other field is a parameter prepared as `insert` prepares it. Returns the SQL and its parameters."""
+    rows at once: `columns` maps column names to SQL read from the source (e.g. {"wallet_id": "w.id"}), in
+    which `{}` stands for the field's own value; every other field is that value, a parameter prepared as
+    `insert` prepares it. Returns the SQL and its parameters."""
     meta = obj._meta
     quote = connection.ops.quote_name
     names, values, params = [], [], []
     for field in _written_fields(meta, obj.pk is not None):
         names.append(quote(field.column))
         if field.column in columns:
-            values.append(columns[field.column])
+            expression = columns[field.column]
+            if "{}" in expression:
+                expression = expression.replace("{}", "%s")
+                params.append(_insert_value(obj, field))
+            values.append(expression)
         else:
             values.append("%s")
             params.append(_insert_value(obj, field))

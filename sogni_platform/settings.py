@@ -165,6 +165,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 
 # Inference: dispatch, worker sockets, relay (README "Worker network (platform side)").
 JOB_QUEUE_TIMEOUT = float(env_str("JOB_QUEUE_TIMEOUT", "30"))
+# How long a server process reuses a model's row for chat requests; a change saved in that process
+# applies at once, in others within this many seconds. 0: read it for every request.
+MODEL_CACHE_SECONDS = float(env_str("MODEL_CACHE_SECONDS", "2"))
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 SSE_KEEPALIVE_SECONDS = float(env_str("SSE_KEEPALIVE_SECONDS", "10"))
 WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "5"))

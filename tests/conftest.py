@@ -25,3 +25,12 @@ def pytest_configure(config):
         settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = settings.CHANNEL_LAYER_PREFIX
     settings.CELERY_TASK_DEFAULT_QUEUE = f"sogni-{run_id}"
     app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+@pytest.fixture(autouse=True)
+def models_read_anew():
+    """Each test's database starts over (flushed or rolled back without signals): nothing a chat
+    request resolved in an earlier test's database is reused."""
+    from inference.selectors import models_resolved_forget
+
+    models_resolved_forget()

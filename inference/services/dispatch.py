@@ -18,6 +18,7 @@ from django.utils import timezone
 from inference.models import Job, Worker
 from inference.relay import WORKER_JOB_ASSIGN, send_on_commit
 from inference.selectors import worker_fresh_since
+from sogni_platform.rows import insert, insert_select, update
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,14 @@ def _pick_sql(*, columns: str, lock: str) -> str:
 
 
 @functools.cache
-def _claim_free_sql() -> str:
+def _claim_free_sql(returning: str = "id, channel_name") -> str:
     """Take a slot of the best worker nobody is claiming right now, in one statement. SKIP LOCKED never
     waits, so the statement holds no lock but the claimed row's. Parameters: now, then _pick_sql's."""
     worker = Worker._meta.db_table
     pick = _pick_sql(columns="w.id", lock=" FOR UPDATE OF w SKIP LOCKED")
     return (
         f"UPDATE {worker} SET in_flight = in_flight + 1, last_assigned_at = %s "  # noqa: S608 - names from model meta
-        f"WHERE id = ({pick}) RETURNING id, channel_name"
+        f"WHERE id = ({pick}) RETURNING {returning}"
     )
 
 
@@ -104,6 +105,10 @@ def _claim_slot(model_id: str, now) -> tuple[int, str] | None:
             return None
 
 
+def _lease_end(assigned_at):
+    return assigned_at + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+
+
 def job_take_slot(job: Job) -> bool:
     """Inside a transaction: claim a worker slot for the job and set it assigned (not saved); it goes to
     the worker after commit. The job must be row-locked by the caller, or not yet inserted (nobody else
@@ -112,10 +117,16 @@ def job_take_slot(job: Job) -> bool:
     picked = _claim_slot(job.model_id, now)
     if picked is None:
         return False
+    _job_assigned(job, picked, now)
+    return True
+
+
+def _job_assigned(job: Job, picked: tuple[int, str], now) -> None:
+    """Set the job assigned to the slot `picked` claimed at `now`; it goes to the worker after commit."""
     job.status = Job.Status.ASSIGNED
     job.worker_id, job.worker_channel = picked
     job.assigned_at = now
-    job.lease_expires_at = now + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    job.lease_expires_at = _lease_end(now)
     job.attempts += 1
     send_on_commit(
         job.worker_channel,
@@ -128,14 +139,63 @@ def job_take_slot(job: Job) -> bool:
             "max_tokens": job.max_tokens,
         },
     )
+
+
+_ASSIGNED_FIELDS = ["status", "worker", "worker_channel", "assigned_at", "lease_expires_at", "attempts"]
+
+
+def job_insert_assigned(job: Job) -> bool:
+    """Inside a transaction: insert the new job, assigned to a worker slot claimed for it if any is free
+    (True); it goes to the worker after commit. On PostgreSQL the claim of a free worker nobody else is
+    claiming and the insert are one statement; only when every free worker is being claimed does the
+    job, inserted queued, wait for the best one's claim as job_take_slot does."""
+    if connection.vendor != "postgresql":
+        assigned = job_take_slot(job)
+        insert(job)
+        return assigned
+    now = timezone.now()
+    picked = _insert_claiming(job, now)
+    if picked is not None:
+        _job_assigned(job, picked, now)
+        return True
+    if not job_take_slot(job):
+        return False
+    update(job, _ASSIGNED_FIELDS)
     return True
+
+
+def _insert_claiming(job: Job, now) -> tuple[int, str] | None:
+    """INSERT the job (queued as it stands) from a CTE that claims a free slot; with a slot claimed the
+    row goes in assigned to it. The claimed worker, or None."""
+    adapt = connection.ops.adapt_datetimefield_value
+    claim = _claim_free_sql(
+        returning="id, channel_name, CAST(%s AS timestamptz) AS assigned_at, CAST(%s AS timestamptz) AS lease_end"
+    )
+    insert_sql, insert_params = insert_select(
+        job,
+        source="(SELECT 1) AS one LEFT JOIN c ON true",
+        columns={
+            "worker_id": "c.id",
+            "worker_channel": "COALESCE(c.channel_name, {})",
+            "status": f"CASE WHEN c.id IS NULL THEN {{}} ELSE '{Job.Status.ASSIGNED}' END",
+            "assigned_at": "c.assigned_at",
+            "lease_expires_at": "c.lease_end",
+            "attempts": "{} + CASE WHEN c.id IS NULL THEN 0 ELSE 1 END",
+        },
+    )
+    params = [adapt(now), *_pick_params(job.model_id, now), adapt(now), adapt(_lease_end(now)), *insert_params]
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH c AS ({claim}) {insert_sql} RETURNING worker_id, worker_channel", params)
+        worker_id, channel_name = cursor.fetchone()
+    job._state.adding, job._state.db = False, connection.alias
+    return None if worker_id is None else (worker_id, channel_name)
 
 
 def _assign(job: Job) -> bool:
     """Inside a transaction holding the job's row lock: claim a worker slot for it."""
     if not job_take_slot(job):
         return False
-    job.save(update_fields=["status", "worker", "worker_channel", "assigned_at", "lease_expires_at", "attempts"])
+    job.save(update_fields=_ASSIGNED_FIELDS)
     return True
 
 

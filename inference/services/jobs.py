@@ -19,7 +19,7 @@ from billing.models import Hold
 from billing.services import HoldNotFound, job_release, job_settle
 from inference.models import Job, LlmModel
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
-from inference.services.dispatch import dispatch_job_on_commit, job_take_slot, worker_slot_free
+from inference.services.dispatch import dispatch_job_on_commit, job_insert_assigned, worker_slot_free
 from inference.services.trust import job_outcome_record
 from sogni_platform.prepared import PreparedGet, typed
 from sogni_platform.rows import insert, update
@@ -58,8 +58,11 @@ def job_create(
     )
     if assign_now and not transaction.get_connection().in_atomic_block:
         raise RuntimeError("assign_now: the job must be created in the caller's transaction")
-    assigned = assign_now and job_take_slot(job)
-    insert(job)
+    if assign_now:
+        assigned = job_insert_assigned(job)
+    else:
+        assigned = False
+        insert(job)
     if not assigned:
         dispatch_job_on_commit(job.id)
     return job

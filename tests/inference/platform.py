@@ -37,8 +37,9 @@ def worker_online(owner, name: str, *, slots: int = 1, models=(SMOLLM2,), channe
     ).worker
 
 
-def job_queued(user, *, model_id: str = SMOLLM2, reply_channel: str | None = None):
-    """A queued job as the chat view creates it (without a hold); dispatch follows on commit."""
+def job_queued(user, *, model_id: str = SMOLLM2, reply_channel: str | None = None, assign_now: bool = False):
+    """A queued job as the chat view creates it (without a hold); dispatch follows on commit. With
+    `assign_now` (inside a transaction) it takes a free slot as it goes in, as the chat view's does."""
     import uuid
 
     from inference.models import LlmModel
@@ -55,6 +56,7 @@ def job_queued(user, *, model_id: str = SMOLLM2, reply_channel: str | None = Non
         prompt_tokens_estimate=10,
         token_type="auto",
         reply_channel=reply_channel or f"test.reply.{uuid.uuid4().hex}",
+        assign_now=assign_now,
     )
 
 

@@ -1,5 +1,6 @@
 """Dispatch on PostgreSQL: least loaded first, never more jobs than slots, only eligible workers."""
 
+import contextlib
 import random
 import threading
 from datetime import timedelta
@@ -20,6 +21,31 @@ from inference.services import (
     worker_set_draining,
 )
 from tests.inference.platform import QWEN, SMOLLM2, backend_pid, job_queued, run, wait_until_blocked_by, worker_online
+
+
+@contextlib.contextmanager
+def worker_row_held(worker: Worker, *, seconds: float):
+    """Another transaction holds the worker's row (a slot claim or release in progress) for `seconds`
+    after the block starts; yields the event set when it lets go."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic():
+                Worker.objects.select_for_update().get(pk=worker.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(seconds, release.set).start()
+    try:
+        yield release
+    finally:
+        holder.join(10)
 
 
 def assigned_to(job: Job) -> str | None:
@@ -157,29 +183,66 @@ def test_concurrent_dispatch_never_overfills_a_worker(platform, operator, custom
     assert all(job.attempts == 1 for job in assigned)
 
 
+def test_a_new_job_goes_in_already_assigned_to_the_best_free_worker_in_one_statement(
+    platform, operator, customer, django_assert_num_queries, settings
+):
+    """The chat view's job: the slot claim and the insert are one statement, and the worker is told after
+    commit; with no free worker it goes in queued, for Celery to dispatch."""
+
+    async def scenario():
+        channel = await get_channel_layer().new_channel()
+        worker = await sync_to_async(worker_online)(operator.user, "w", slots=1, channel=channel)
+
+        def open_job():
+            with transaction.atomic():
+                # job_queued's model lookup, then the claim and insert (three statements off PostgreSQL)
+                with django_assert_num_queries(2 if connection.vendor == "postgresql" else 4):
+                    return job_queued(customer.user, assign_now=True)
+
+        job = await sync_to_async(open_job)()
+        reader = ReplyReader(channel)
+        message = await reader.next(5)
+        await reader.close()
+        return worker, job, message
+
+    worker, job, message = run(scenario)
+    assert (message["type"], message["job_id"]) == (WORKER_JOB_ASSIGN, str(job.id))
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.status, stored.worker_id, stored.worker_channel, stored.attempts) == (
+        Job.Status.ASSIGNED, worker.pk, worker.channel_name, 1)  # fmt: skip
+    assert stored.lease_expires_at - stored.assigned_at == timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    assert (stored.status, stored.assigned_at, stored.attempts) == (job.status, job.assigned_at, job.attempts)
+    assert Worker.objects.get(pk=worker.pk).in_flight == 1
+
+    with transaction.atomic():
+        full = job_queued(customer.user, assign_now=True)  # the only worker is full
+    stored = Job.objects.get(pk=full.pk)
+    assert (stored.status, stored.worker_id, stored.worker_channel, stored.attempts) == (Job.Status.QUEUED, None, "", 0)
+    assert stored.assigned_at is None and stored.lease_expires_at is None
+    assert Worker.objects.get(pk=worker.pk).in_flight == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_a_new_job_waits_for_the_claim_on_the_only_free_worker_and_goes_to_it(platform, operator, customer):
+    """Every free worker being claimed by another transaction: the new job goes in queued, waits for that
+    claim's commit and is then assigned to the worker in the same transaction."""
+    worker = worker_online(operator.user, "w", slots=2)
+    with worker_row_held(worker, seconds=0.3) as released, transaction.atomic():
+        job = job_queued(customer.user, assign_now=True)
+    assert released.is_set()
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.status, stored.worker_id, stored.attempts) == (Job.Status.ASSIGNED, worker.pk, 1)
+    assert Worker.objects.get(pk=worker.pk).in_flight == 1
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 def test_a_dispatch_waits_for_a_worker_row_another_transaction_holds(platform, operator, customer):
     """A slot claim or release elsewhere holds the worker row until its commit: the new job waits for
     it and takes the slot, instead of staying queued behind a lock that is gone a moment later."""
     worker = worker_online(operator.user, "w", slots=2)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_row() -> None:
-        try:
-            with transaction.atomic():
-                Worker.objects.select_for_update().get(pk=worker.pk)
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=hold_the_row)
-    holder.start()
-    assert locked.wait(10)
-    threading.Timer(0.3, release.set).start()
-    job = job_queued(customer.user)
-    holder.join(10)
-    assert release.is_set()
+    with worker_row_held(worker, seconds=0.3) as released:
+        job = job_queued(customer.user)
+    assert released.is_set()
     assert assigned_to(job) == "w"
     assert Worker.objects.get(pk=worker.pk).in_flight == 1
 
