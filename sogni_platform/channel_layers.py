@@ -106,15 +106,16 @@ class LocalFirstChannelLayer:
         try:
             return await local.queue.get()
         except asyncio.CancelledError:
-            self._discard(channel)
+            self.discard(channel)
             raise
 
-    def _discard(self, channel: str) -> None:
+    def discard(self, channel: str) -> None:
+        """Give a channel of this process up (it unsubscribes): later messages for it are dropped."""
         local = self.local.pop(channel, None)
         if local is not None and local.pump is not None:
             local.pump.cancel()  # its pending remote receive is cancelled, which unsubscribes
 
     async def flush(self) -> None:
         for channel in list(self.local):
-            self._discard(channel)
+            self.discard(channel)
         await self.remote.flush()

@@ -20,12 +20,19 @@ async def _channel_layer_ok() -> bool:
     layer = get_channel_layer()
     try:
         channel = await layer.new_channel()
+    except Exception:
+        return False
+    try:
         probe = {"type": "health.probe", "nonce": uuid.uuid4().hex}
         await asyncio.wait_for(layer.send(channel, probe), timeout=2)
         received = await asyncio.wait_for(layer.receive(channel), timeout=2)
         return received.get("nonce") == probe["nonce"]
     except Exception:
         return False
+    finally:
+        discard = getattr(layer, "discard", None)  # sogni_platform.channel_layers: no channel left per probe
+        if discard is not None:
+            discard(channel)
 
 
 async def healthz(request):

@@ -92,3 +92,20 @@ def test_a_cancelled_receive_gives_the_channel_up(redis_client):
         return subscribed, unsubscribed, channel in layer.local
 
     assert async_to_sync(scenario)() == (1, True, False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_health_checks_leave_no_channel_behind():
+    """/healthz opens a channel to check the layer: a probe every few seconds must not pile them up."""
+    from channels.layers import get_channel_layer
+    from django.test import RequestFactory
+
+    from sogni_platform.health import healthz
+
+    async def scenario():
+        layer = get_channel_layer()
+        before = len(layer.local)
+        statuses = [(await healthz(RequestFactory().get("/healthz"))).status_code for _ in range(5)]
+        return statuses, len(layer.local) - before
+
+    assert async_to_sync(scenario)() == ([200] * 5, 0)
