@@ -85,9 +85,10 @@ def _fill_slot(worker_id: int, channel_name: str, now) -> bool:
     )
 
 
-def _claim_slot(model_id: str, now) -> tuple[int, str] | None:
-    """Inside a transaction: take a slot of the best worker for the model; None if none has room."""
-    claimed = _claim_free(model_id, now)  # the common case: a free worker nobody else is claiming
+def _claim_slot(model_id: str, now, *, free_first: bool = True) -> tuple[int, str] | None:
+    """Inside a transaction: take a slot of the best worker for the model; None if none has room.
+    `free_first=False`: the caller's own statement just found no free worker nobody was claiming."""
+    claimed = _claim_free(model_id, now) if free_first else None  # the common case: a free worker nobody claims
     if claimed is not None:
         return claimed
     # Every free worker is being claimed by someone else (or none is free): wait for the best one's
@@ -155,12 +156,15 @@ def job_insert_assigned(job: Job) -> bool:
         return assigned
     now = timezone.now()
     picked = _insert_claiming(job, now)
-    if picked is not None:
+    if picked is None:
+        now = timezone.now()
+        picked = _claim_slot(job.model_id, now, free_first=False)
+        if picked is None:
+            return False
         _job_assigned(job, picked, now)
+        update(job, _ASSIGNED_FIELDS)
         return True
-    if not job_take_slot(job):
-        return False
-    update(job, _ASSIGNED_FIELDS)
+    _job_assigned(job, picked, now)
     return True
 
 
