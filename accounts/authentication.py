@@ -13,12 +13,13 @@ MISSING_KEY = (
 INVALID_KEY = "Incorrect or disabled API key provided. You can find your API key in the dashboard."
 
 
-def api_key_required(headers: Mapping[str, str]) -> ApiKey:
-    """The enabled key a request's headers carry; InvalidApiKey (401) when it is missing or wrong."""
+def api_key_required(headers: Mapping[str, str], *, cached: bool = False) -> ApiKey:
+    """The enabled key a request's headers carry; InvalidApiKey (401) when it is missing or wrong.
+    `cached`: as api_key_authenticate's (the user's other fields may then be as old as the cache)."""
     raw_key = api_key_from_headers(headers)
     if raw_key is None:
         raise InvalidApiKey(MISSING_KEY)
-    api_key = api_key_authenticate(raw_key)
+    api_key = api_key_authenticate(raw_key, cached=cached)
     if api_key is None:
         raise InvalidApiKey(INVALID_KEY)
     return api_key

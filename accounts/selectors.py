@@ -1,4 +1,7 @@
+import time
 from collections.abc import Mapping
+
+from django.conf import settings
 
 from accounts.keys import hash_secret, parse_key, secret_matches
 from accounts.models import ApiKey
@@ -10,6 +13,29 @@ _DUMMY_HASH = "0" * 64
 _key_by_lookup_id = PreparedGet(
     lambda lookup_id: ApiKey.objects.select_related("user__rate_limits").filter(lookup_id=lookup_id)
 )
+# Keys found by lookup id, each until its expiry (time.monotonic()); read-only once cached.
+_found: dict[str, tuple[float, ApiKey]] = {}
+_FOUND_MAX = 10_000
+
+
+def _key_found(lookup_id: str) -> ApiKey | None:
+    """The key row for `lookup_id`, reused for API_KEY_CACHE_SECONDS: every API request asks, and
+    under load each statement from a server thread waits for the event loop's GIL again."""
+    now = time.monotonic()
+    cached = _found.get(lookup_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    api_key = _key_by_lookup_id.get(lookup_id)
+    if api_key is not None and settings.API_KEY_CACHE_SECONDS > 0:
+        if len(_found) >= _FOUND_MAX:
+            _found.clear()
+        _found[lookup_id] = (now + settings.API_KEY_CACHE_SECONDS, api_key)
+    return api_key
+
+
+def api_keys_found_forget(**kwargs) -> None:
+    """A key, its user or the user's limits changed: read every key anew (post_save/post_delete receiver)."""
+    _found.clear()
 
 
 def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
@@ -25,16 +51,17 @@ def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
     return legacy.strip() or None
 
 
-def api_key_authenticate(raw_key: str | None) -> ApiKey | None:
+def api_key_authenticate(raw_key: str | None, *, cached: bool = False) -> ApiKey | None:
     """The enabled key (with its active user) that `raw_key` names, or None.
 
     The one security check for every entry point: HTTP API, SSE and worker sockets.
-    The secret is compared in constant time, also for unknown lookup ids.
+    The secret is compared in constant time, also for unknown lookup ids. `cached` (chat requests):
+    a found key's row is reused for API_KEY_CACHE_SECONDS (a change saved in this process applies at once).
     """
     parsed = parse_key(raw_key or "")
     if parsed is None:
         return None
-    api_key = _key_by_lookup_id.get(parsed.lookup_id)
+    api_key = _key_found(parsed.lookup_id) if cached else _key_by_lookup_id.get(parsed.lookup_id)
     if api_key is None:
         secret_matches(parsed.secret, _DUMMY_HASH)
         return None

@@ -81,7 +81,7 @@ def job_error(code: str, message: str) -> ApiError:
 
 def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel, object]:
     """Authenticate, then open the job: one thread hop for everything before the worker has it."""
-    api_key = api_key_required(headers)
+    api_key = api_key_required(headers, cached=True)
     model = model_resolve(model_id=chat.model)
     if model is None:
         name = chat.model or "(default)"
@@ -94,7 +94,8 @@ def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
     prompt_tokens_estimate = chat.estimate_prompt_tokens(context_window=model.context_window)
     # Tokens per minute are checked against the worst case; the session records what was used.
     ratelimit_state = ratelimit_check_request(api_key=api_key, tokens=prompt_tokens_estimate + max_tokens)
-    token_type = chat.token_type if chat.token_type_explicit else (api_key.user.default_token_type or "auto")
+    # Unnamed: the account's default, read with the job's insert (the cached user may be older).
+    token_type = chat.token_type if chat.token_type_explicit else None
     # One transaction: a free worker slot is claimed first (its row stays locked to the commit), then
     # the job is inserted already assigned and the worst case held. InsufficientBalance (402) or no
     # worker online (503) rolls it all back, so nothing is dispatched. Rows are locked worker → wallet
@@ -124,7 +125,7 @@ def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             model=model,
             prompt_tokens=prompt_tokens_estimate,
             max_tokens=max_tokens,
-            token_type=token_type,
+            token_type=job.token_type,
             new_job=True,
         )
     return job, model, ratelimit_state

@@ -168,6 +168,9 @@ JOB_QUEUE_TIMEOUT = float(env_str("JOB_QUEUE_TIMEOUT", "30"))
 # How long a server process reuses a model's row for chat requests; a change saved in that process
 # applies at once, in others within this many seconds. 0: read it for every request.
 MODEL_CACHE_SECONDS = float(env_str("MODEL_CACHE_SECONDS", "2"))
+# The same for an API key's row (with its user and limits) on chat requests: a key disabled or
+# regenerated through another process is refused within this many seconds. Elsewhere it is read anew.
+API_KEY_CACHE_SECONDS = float(env_str("API_KEY_CACHE_SECONDS", "2"))
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 SSE_KEEPALIVE_SECONDS = float(env_str("SSE_KEEPALIVE_SECONDS", "10"))
 WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "5"))

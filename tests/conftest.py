@@ -28,9 +28,11 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
-def models_read_anew():
+def cached_rows_read_anew():
     """Each test's database starts over (flushed or rolled back without signals): nothing a chat
-    request resolved in an earlier test's database is reused."""
+    request resolved (model, API key) in an earlier test's database is reused."""
+    from accounts.selectors import api_keys_found_forget
     from inference.selectors import models_resolved_forget
 
     models_resolved_forget()
+    api_keys_found_forget()

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.models import TokenTypePreference, User
 from inference.models import Job, Worker
 from inference.relay import WORKER_JOB_ASSIGN, send_on_commit
 from inference.selectors import worker_fresh_since
@@ -145,12 +146,21 @@ def _job_assigned(job: Job, picked: tuple[int, str], now) -> None:
 _ASSIGNED_FIELDS = ["status", "worker", "worker_channel", "assigned_at", "lease_expires_at", "attempts"]
 
 
+def job_token_type_default(job: Job) -> None:
+    """A job that names no token type pays as its account's default says, as of now."""
+    if job.token_type is None:
+        default = User.objects.filter(pk=job.user_id).values_list("default_token_type", flat=True).first()
+        job.token_type = default or TokenTypePreference.AUTO
+
+
 def job_insert_assigned(job: Job) -> bool:
     """Inside a transaction: insert the new job, assigned to a worker slot claimed for it if any is free
     (True); it goes to the worker after commit. On PostgreSQL the claim of a free worker nobody else is
-    claiming and the insert are one statement; only when every free worker is being claimed does the
-    job, inserted queued, wait for the best one's claim as job_take_slot does."""
+    claiming and the insert are one statement, which also reads the account's default token type for a
+    job that names none; only when every free worker is being claimed does the job, inserted queued,
+    wait for the best one's claim as job_take_slot does."""
     if connection.vendor != "postgresql":
+        job_token_type_default(job)
         assigned = job_take_slot(job)
         insert(job)
         return assigned
@@ -175,10 +185,12 @@ def _insert_claiming(job: Job, now) -> tuple[int, str] | None:
     claim = _claim_free_sql(
         returning="id, channel_name, CAST(%s AS timestamptz) AS assigned_at, CAST(%s AS timestamptz) AS lease_end"
     )
+    account = f"SELECT NULLIF(default_token_type, '') AS token_type FROM {User._meta.db_table} WHERE id = %s"  # noqa: S608 - name from model meta
     insert_sql, insert_params = insert_select(
         job,
-        source="(SELECT 1) AS one LEFT JOIN c ON true",
+        source="(SELECT 1) AS one LEFT JOIN c ON true LEFT JOIN u ON true",
         columns={
+            "token_type": f"COALESCE({{}}, u.token_type, '{TokenTypePreference.AUTO}')",
             "worker_id": "c.id",
             "worker_channel": "COALESCE(c.channel_name, {})",
             "status": f"CASE WHEN c.id IS NULL THEN {{}} ELSE '{Job.Status.ASSIGNED}' END",
@@ -187,10 +199,12 @@ def _insert_claiming(job: Job, now) -> tuple[int, str] | None:
             "attempts": "{} + CASE WHEN c.id IS NULL THEN 0 ELSE 1 END",
         },
     )
-    params = [adapt(now), *_pick_params(job.model_id, now), adapt(now), adapt(_lease_end(now)), *insert_params]
+    params = [adapt(now), *_pick_params(job.model_id, now), adapt(now), adapt(_lease_end(now)), job.user_id,
+              *insert_params]  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH c AS ({claim}) {insert_sql} RETURNING worker_id, worker_channel", params)
-        worker_id, channel_name = cursor.fetchone()
+        cursor.execute(f"WITH c AS ({claim}), u AS ({account}) {insert_sql} RETURNING worker_id, worker_channel, "
+                       "token_type", params)  # fmt: skip
+        worker_id, channel_name, job.token_type = cursor.fetchone()
     job._state.adding, job._state.db = False, connection.alias
     return None if worker_id is None else (worker_id, channel_name)
 

@@ -19,7 +19,12 @@ from billing.models import Hold
 from billing.services import HoldNotFound, job_release, job_settle
 from inference.models import Job, LlmModel
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
-from inference.services.dispatch import dispatch_job_on_commit, job_insert_assigned, worker_slot_free
+from inference.services.dispatch import (
+    dispatch_job_on_commit,
+    job_insert_assigned,
+    job_token_type_default,
+    worker_slot_free,
+)
 from inference.services.trust import job_outcome_record
 from sogni_platform.prepared import PreparedGet, typed
 from sogni_platform.rows import insert, update
@@ -38,13 +43,13 @@ def job_create(
     stream: bool,
     max_tokens: int,
     prompt_tokens_estimate: int,
-    token_type: str,
+    token_type: str | None,
     reply_channel: str,
     assign_now: bool = False,
 ) -> Job:
     """A new job, dispatched by Celery after commit; with `assign_now` it takes a free worker slot in
     the caller's transaction and is inserted already assigned (Celery only if none is free).
-    Subscribe `reply_channel` before calling this."""
+    `token_type` None: the account's default as of the insert. Subscribe `reply_channel` before calling this."""
     job = Job(
         user=user,
         model=model,
@@ -62,6 +67,7 @@ def job_create(
         assigned = job_insert_assigned(job)
     else:
         assigned = False
+        job_token_type_default(job)
         insert(job)
     if not assigned:
         dispatch_job_on_commit(job.id)

@@ -37,7 +37,14 @@ def worker_online(owner, name: str, *, slots: int = 1, models=(SMOLLM2,), channe
     ).worker
 
 
-def job_queued(user, *, model_id: str = SMOLLM2, reply_channel: str | None = None, assign_now: bool = False):
+def job_queued(
+    user,
+    *,
+    model_id: str = SMOLLM2,
+    reply_channel: str | None = None,
+    assign_now: bool = False,
+    token_type: str | None = "auto",
+):
     """A queued job as the chat view creates it (without a hold); dispatch follows on commit. With
     `assign_now` (inside a transaction) it takes a free slot as it goes in, as the chat view's does."""
     import uuid
@@ -54,7 +61,7 @@ def job_queued(user, *, model_id: str = SMOLLM2, reply_channel: str | None = Non
         stream=True,
         max_tokens=16,
         prompt_tokens_estimate=10,
-        token_type="auto",
+        token_type=token_type,
         reply_channel=reply_channel or f"test.reply.{uuid.uuid4().hex}",
         assign_now=assign_now,
     )

@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.models import User
 from inference.models import Job, LlmModel, Worker
 from inference.relay import WORKER_JOB_ASSIGN, ReplyReader
 from inference.services import (
@@ -220,6 +221,25 @@ def test_a_new_job_goes_in_already_assigned_to_the_best_free_worker_in_one_state
     assert (stored.status, stored.worker_id, stored.worker_channel, stored.attempts) == (Job.Status.QUEUED, None, "", 0)
     assert stored.assigned_at is None and stored.lease_expires_at is None
     assert Worker.objects.get(pk=worker.pk).in_flight == 1
+
+
+@pytest.mark.parametrize("assign_now", [True, False])
+def test_a_job_that_names_no_token_type_pays_as_its_account_says_when_it_goes_in(
+    platform, operator, customer, assign_now
+):
+    """The chat view reads the key (and its user) from a cache: the account's default token type is read
+    with the job's insert, so a change made a moment ago elsewhere already applies."""
+    worker_online(operator.user, "w", slots=1)
+    customer.user.refresh_from_db()
+    assert customer.user.default_token_type != "sogni"
+    User.objects.filter(pk=customer.user.pk).update(default_token_type="sogni")  # another process's write
+    with transaction.atomic():
+        jobs = [job_queued(customer.user, token_type=None, assign_now=assign_now),
+                job_queued(customer.user, token_type="spark", assign_now=assign_now)]  # fmt: skip
+    stored = [Job.objects.get(pk=job.pk) for job in jobs]
+    assert [job.token_type for job in jobs] == [job.token_type for job in stored] == ["sogni", "spark"]
+    if assign_now:
+        assert [job.status for job in stored] == [Job.Status.ASSIGNED, Job.Status.QUEUED]
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
