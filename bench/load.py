@@ -69,7 +69,7 @@ async def _stream_one(client: httpx.AsyncClient, url: str, target: Target, resul
         if response.status_code != 200:
             result.error = f"HTTP {response.status_code}: {(await response.aread())[:300]!r}"
             return
-        done = False
+        done, content_chunks = False, 0
         async for line in response.aiter_lines():
             if not line.startswith("data: "):
                 continue
@@ -96,7 +96,10 @@ async def _stream_one(client: httpx.AsyncClient, url: str, target: Target, resul
                     result.gaps.append(now - last)
                 last = now
                 result.content += text
+                content_chunks += 1
         result.e2e = time.perf_counter() - started
+        if not result.tokens:  # no usage chunk (llama_cpp.server ignores stream_options): a token a chunk
+            result.tokens = content_chunks
         if not done:
             result.error = "stream ended without [DONE]"
             return

@@ -183,6 +183,8 @@ async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
     topo.add(*workers)
     direct_proc = topology.start_direct("llama-cpp", **engine)
     topo.add(direct_proc)
+    server_proc = topology.start_llama_server(threads=args.llama_threads)
+    topo.add(server_proc)
     topology.wait_models_online(server.extra["url"], keys["client_key"], topology.LLAMA_MODEL, workers, 1)
     out["config"]["llama-cpp"] = {
         **engine,
@@ -190,28 +192,32 @@ async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
         "n_ctx": 1024,
         "max_tokens": args.llama_tokens,
         "direct": "sogni-worker serve-openai --engine llama-cpp (same engine code, same flags)",
+        report.LLAMA_SERVER: "python -m llama_cpp.server (llama-cpp-python's own server, same model and flags)",
     }
     platform = Target("platform", [server.extra["url"]], topology.LLAMA_MODEL, keys["client_key"])
     direct = Target("direct", [direct_proc.extra["url"]], "direct-llama-cpp")
+    llama_server = Target(report.LLAMA_SERVER, [server_proc.extra["url"]], "smollm2")
     groups = {
         "platform": {"server": _pids([server]), "celery": _pids([celery]), "workers": _pids(workers)},
         "direct": {"engine": _pids([direct_proc])},
+        report.LLAMA_SERVER: {"engine": _pids([server_proc])},
     }
-    for target in (direct, platform):
+    targets = (direct, llama_server, platform)
+    for target in targets:
         await drive(target, concurrency=1, requests=1, stream=True, max_tokens=8, prompt=LLAMA_PROMPT, marker=False)
     for c in args.llama_concurrency:
         if c == 1:  # the throughput ratio goal: alternate the sides, two requests a turn
-            out["runs"] += await _measure_interleaved((direct, platform), rounds=max(args.llama_requests // 2, 1),
+            out["runs"] += await _measure_interleaved(targets, rounds=max(args.llama_requests // 2, 1),
                                                       requests=2, groups=groups, engine="llama-cpp", concurrency=1,
                                                       mode="stream", max_tokens=args.llama_tokens, db=args.database_url,
                                                       worker_logs=[w.log_path for w in workers])  # fmt: skip
             continue
-        for target in (direct, platform):
+        for target in targets:
             out["runs"].append(await _measure(target, engine="llama-cpp", concurrency=c, mode="stream",
                                               requests=max(args.llama_requests, c), max_tokens=args.llama_tokens,
                                               cpu_groups=groups[target.name], db=args.database_url,
                                               worker_logs=[w.log_path for w in workers]))  # fmt: skip
-    topo.remove(workers + [direct_proc])
+    topo.remove(workers + [direct_proc, server_proc])
 
 
 async def main_async(args) -> dict:
