@@ -148,12 +148,14 @@ def start_direct(engine: str, *, slots: int, rate: float, tokens: int, threads: 
 
 def start_llama_server(*, threads: int) -> Process:
     """llama-cpp-python's own OpenAI-compatible server (`python -m llama_cpp.server`) on the same model
-    file, context and threads as the llama-cpp worker: the engine alone as its authors serve it."""
+    file, context and threads as the llama-cpp worker: the engine alone as its authors serve it. Requests
+    queue for the model as on the worker's one slot (by default a new request cuts the running one off)."""
     from sogni_worker.engines import default_model_path
 
     port = free_port()
     args = [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", "1024", "--n_threads", str(threads), "--verbose", "False"]  # fmt: skip
+            "--port", str(port), "--n_ctx", "1024", "--n_threads", str(threads), "--verbose", "False",
+            "--interrupt_requests", "False"]  # fmt: skip
     process = start_process("llama-cpp-server", args, {})
     process.extra["url"] = f"http://127.0.0.1:{port}"
     _wait_http(process, f"{process.extra['url']}/v1/models")
