@@ -74,44 +74,67 @@ def _hold_written(*, user_id: int, token_type: str, hold: Hold, entry: LedgerEnt
     (nothing written) if it is short or does not exist yet. On PostgreSQL one statement: the wallet's
     update (which locks it, checks and writes at once) and the two inserts, so the wallet stays locked
     only for the commit that follows, and the opening makes one round trip instead of three."""
-    amount, table = hold.amount, Wallet._meta.db_table
-    now = connection.ops.adapt_datetimefield_value(timezone.now())  # raw SQL: as the ORM stores it
-    update = (
-        f"UPDATE {table} SET held = held + %s, updated_at = %s "  # noqa: S608 - the name is from model meta
-        "WHERE user_id = %s AND token_type = %s AND balance - held >= %s RETURNING id, balance, held"
-    )
-    params = [amount, now, user_id, token_type, amount]
     if connection.vendor != "postgresql":  # no data-modifying WITH (SQLite): the same writes in turn
+        update, params = _hold_update(user_id=user_id, token_type=token_type, amount=hold.amount)
         with connection.cursor() as cursor:
             cursor.execute(update, params)
             row = cursor.fetchone()
         if row is None:
             return False
         hold.wallet = Wallet(pk=row[0], user_id=user_id, token_type=token_type, balance=_amount(row[1]),
-                             held=_amount(row[2]) - amount)  # fmt: skip
+                             held=_amount(row[2]) - hold.amount)  # fmt: skip
         insert(hold)
-        _post(hold.wallet, kind=entry.kind, key=entry.idempotency_key, held_change=amount, job_id=entry.job_id,
+        _post(hold.wallet, kind=entry.kind, key=entry.idempotency_key, held_change=hold.amount, job_id=entry.job_id,
               new_key=True, save_wallet=False)  # fmt: skip
         return True
+    ctes, params = hold_ctes(user_id=user_id, token_type=token_type, hold=hold, entry=entry)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {ctes} SELECT {HOLD_WRITTEN} FROM e", params)  # noqa: S608 - built from model meta
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    hold_rows_written(user_id=user_id, token_type=token_type, hold=hold, entry=entry, row=row)
+    return True
+
+
+def _hold_update(*, user_id: int, token_type: str, amount: Decimal, condition: str = "") -> tuple[str, list]:
+    now = connection.ops.adapt_datetimefield_value(timezone.now())  # raw SQL: as the ORM stores it
+    update = (
+        f"UPDATE {Wallet._meta.db_table} SET held = held + %s, updated_at = %s "  # noqa: S608 - the name is from model meta
+        f"WHERE user_id = %s AND token_type = %s AND balance - held >= %s{condition} RETURNING id, balance, held"
+    )
+    return update, [amount, now, user_id, token_type, amount]
+
+
+# What a statement with hold_ctes selects for hold_rows_written.
+HOLD_WRITTEN = "e.wallet_id, e.balance_after, e.held_after, e.id, (SELECT id FROM h)"
+
+
+def hold_ctes(
+    *, user_id: int, token_type: str, hold: Hold, entry: LedgerEntry, condition: str = ""
+) -> tuple[str, list]:
+    """A hold as common table expressions for one PostgreSQL statement: `w`, the wallet's update (locks it,
+    checks and writes at once; `condition`, SQL appended to its WHERE), then `h` and `e`, the hold and
+    its ledger entry, written only if the wallet was. Select HOLD_WRITTEN FROM e for hold_rows_written."""
+    update, params = _hold_update(user_id=user_id, token_type=token_type, amount=hold.amount, condition=condition)
     hold_sql, hold_params = insert_select(hold, source="w", columns={"wallet_id": "w.id"})
     entry_sql, entry_params = insert_select(
         entry, source="w", columns={"wallet_id": "w.id", "balance_after": "w.balance", "held_after": "w.held"}
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH w AS ({update}), h AS ({hold_sql} RETURNING id) "  # noqa: S608 - built from model meta
-            f"{entry_sql} RETURNING wallet_id, balance_after, held_after, id, (SELECT id FROM h)",
-            [*params, *hold_params, *entry_params],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return False
+    ctes = (
+        f"w AS ({update}), h AS ({hold_sql} RETURNING id), "
+        f"e AS ({entry_sql} RETURNING wallet_id, balance_after, held_after, id)"
+    )
+    return ctes, [*params, *hold_params, *entry_params]
+
+
+def hold_rows_written(*, user_id: int, token_type: str, hold: Hold, entry: LedgerEntry, row) -> None:
+    """`hold` and `entry` as the statement with hold_ctes wrote them (`row`: its HOLD_WRITTEN)."""
     wallet_id, balance, held, entry.pk, hold.pk = row
     hold.wallet = Wallet(pk=wallet_id, user_id=user_id, token_type=token_type, balance=balance, held=held)
     entry.wallet_id, entry.balance_after, entry.held_after = wallet_id, balance, held
     for obj in (hold, entry):
         obj._state.adding, obj._state.db = False, connection.alias
-    return True
 
 
 def _amount(value) -> Decimal:
@@ -212,8 +235,7 @@ def job_hold(
     returns the existing hold, whatever its state. `new_job`: the job was created in the caller's
     transaction, so it cannot have a hold yet (no lookup, no savepoint).
     """
-    if token_type not in TokenTypePreference.values:
-        raise ApiError("token_type must be one of spark, sogni, auto.", param="token_type", code="invalid_token_type")
+    _token_type_check(token_type)
     existing = None if new_job else Hold.objects.select_related("wallet").filter(job_id=job_id).first()
     if existing is not None:
         return existing
@@ -231,6 +253,38 @@ def job_hold(
         return existing
 
 
+NO_SOGNI_RATE = "Paying in SOGNI is not available right now (no SOGNI rate is set)."
+
+
+def _token_type_check(token_type: str) -> None:
+    if token_type not in TokenTypePreference.values:
+        raise ApiError("token_type must be one of spark, sogni, auto.", param="token_type", code="invalid_token_type")
+
+
+def _hold_rows(*, job_id: str, model, usd: Decimal, token_type: str, rate: Decimal) -> tuple[Hold, LedgerEntry]:
+    amount = usd_to_tokens(usd, token_type, rate=rate)
+    hold = Hold(job_id=job_id, model_id=model.pk, amount=amount, usd_estimate=usd, usd_per_token=rate,
+                input_price_usd_per_m=model.input_price_usd_per_m,
+                output_price_usd_per_m=model.output_price_usd_per_m)  # fmt: skip
+    return hold, _entry(None, Kind.HOLD, job_id, held_change=amount)
+
+
+def job_hold_first_choice(
+    *, job_id: str, model, prompt_tokens: int, max_tokens: int, token_type: str
+) -> tuple[str, Hold, LedgerEntry]:
+    """The wallet job_hold tries first for `token_type` (Spark for auto) and the hold and ledger entry it
+    would write there, unwritten: for a statement that also does other work (hold_ctes). A hold that
+    does not go in there is job_hold's to make."""
+    _token_type_check(token_type)
+    wallet_type = TokenType.SPARK if token_type == TokenTypePreference.AUTO else token_type
+    try:
+        rate = usd_per_token(wallet_type)
+    except LookupError:
+        raise ServiceUnavailable(NO_SOGNI_RATE) from None
+    usd = estimate_usd(model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+    return wallet_type, *_hold_rows(job_id=job_id, model=model, usd=usd, token_type=wallet_type, rate=rate)
+
+
 def _hold_first_covering(*, user: User, job_id: str, model, usd: Decimal, candidates: list[str]) -> Hold:
     shortfalls = []
     for token_type in candidates:
@@ -238,13 +292,10 @@ def _hold_first_covering(*, user: User, job_id: str, model, usd: Decimal, candid
             rate = usd_per_token(token_type)
         except LookupError:
             if len(candidates) == 1:
-                raise ServiceUnavailable("Paying in SOGNI is not available right now (no SOGNI rate is set).") from None
+                raise ServiceUnavailable(NO_SOGNI_RATE) from None
             continue
-        amount = usd_to_tokens(usd, token_type, rate=rate)
-        hold = Hold(job_id=job_id, model_id=model.pk, amount=amount, usd_estimate=usd, usd_per_token=rate,
-                    input_price_usd_per_m=model.input_price_usd_per_m,
-                    output_price_usd_per_m=model.output_price_usd_per_m)  # fmt: skip
-        entry = _entry(None, Kind.HOLD, job_id, held_change=amount)
+        hold, entry = _hold_rows(job_id=job_id, model=model, usd=usd, token_type=token_type, rate=rate)
+        amount = hold.amount
         if _hold_written(user_id=user.pk, token_type=token_type, hold=hold, entry=entry):
             return hold
         # Short, or no wallet yet: the message needs the amount available.

@@ -31,7 +31,9 @@ from inference.openai.responses import (
 )
 from inference.relay import ReplyReader
 from inference.selectors import model_has_online_worker, model_resolve
-from inference.services import job_cancel, job_create, job_expire
+from inference.services import job_cancel, job_expire
+from inference.services.jobs import job_insert, job_new
+from inference.services.opening import job_open_at_once
 from ratelimits.services import ratelimit_check_request, ratelimit_consume_tokens_async
 from sogni_platform.durability import skip_commit_flush
 from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
@@ -80,7 +82,8 @@ def job_error(code: str, message: str) -> ApiError:
 
 
 def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel, object]:
-    """Authenticate, then open the job: one thread hop for everything before the worker has it."""
+    """Authenticate, then open the job: one thread hop for everything before the worker has it; on
+    PostgreSQL usually one statement (inference.services.opening)."""
     api_key = api_key_required(headers, cached=True)
     model = model_resolve(model_id=chat.model)
     if model is None:
@@ -95,26 +98,28 @@ def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
     # Tokens per minute are checked against the worst case; the session records what was used.
     ratelimit_state = ratelimit_check_request(api_key=api_key, tokens=prompt_tokens_estimate + max_tokens)
     # Unnamed: the account's default, read with the job's insert (the cached user may be older).
-    token_type = chat.token_type if chat.token_type_explicit else None
-    # One transaction: a free worker slot is claimed first (its row stays locked to the commit), then
-    # the job is inserted already assigned and the worst case held. InsufficientBalance (402) or no
-    # worker online (503) rolls it all back, so nothing is dispatched. Rows are locked worker → wallet
-    # here as in settlement. The commit does not wait for the disk: it is on the way to the first token,
-    # and a crash that loses it loses the job and its hold together (its reply is then not charged).
+    job = job_new(
+        user=api_key.user,
+        model=model,
+        public_id=completion_id(),
+        request=chat.engine_request(max_tokens=max_tokens),
+        stream=chat.stream,
+        max_tokens=max_tokens,
+        prompt_tokens_estimate=prompt_tokens_estimate,
+        token_type=chat.token_type if chat.token_type_explicit else None,
+        reply_channel=reply_channel,
+    )
+    if job_open_at_once(job, model=model, token_type=job.token_type or api_key.user.default_token_type or "auto"):
+        return job, model, ratelimit_state
+    # Otherwise one transaction: a free worker slot is claimed first (its row stays locked to the
+    # commit), then the job is inserted already assigned and the worst case held. InsufficientBalance
+    # (402) or no worker online (503) rolls it all back, so nothing is dispatched. Rows are locked
+    # worker → wallet here as in settlement. The commit does not wait for the disk: it is on the way to
+    # the first token, and a crash that loses it loses the job and its hold together (its reply is then
+    # not charged).
     with transaction.atomic():
         skip_commit_flush()
-        job = job_create(
-            user=api_key.user,
-            model=model,
-            public_id=completion_id(),
-            request=chat.engine_request(max_tokens=max_tokens),
-            stream=chat.stream,
-            max_tokens=max_tokens,
-            prompt_tokens_estimate=prompt_tokens_estimate,
-            token_type=token_type,
-            reply_channel=reply_channel,
-            assign_now=True,
-        )
+        job_insert(job, assign_now=True)
         # Only a job that found no free slot asks whether it can be served at all.
         if job.status == Job.Status.QUEUED and not model_has_online_worker(model_id=model.id):
             raise no_worker(f"No worker serving `{model.id}` is online right now. Please retry shortly.")

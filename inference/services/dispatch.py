@@ -46,14 +46,15 @@ def _pick_sql(*, columns: str, lock: str) -> str:
 
 
 @functools.cache
-def _claim_free_sql(returning: str = "id, channel_name") -> str:
+def _claim_free_sql(returning: str = "id, channel_name", condition: str = "") -> str:
     """Take a slot of the best worker nobody is claiming right now, in one statement. SKIP LOCKED never
-    waits, so the statement holds no lock but the claimed row's. Parameters: now, then _pick_sql's."""
+    waits, so the statement holds no lock but the claimed row's. Parameters: now, then _pick_sql's, then
+    `condition`'s (SQL ANDed to the WHERE)."""
     worker = Worker._meta.db_table
     pick = _pick_sql(columns="w.id", lock=" FOR UPDATE OF w SKIP LOCKED")
     return (
         f"UPDATE {worker} SET in_flight = in_flight + 1, last_assigned_at = %s "  # noqa: S608 - names from model meta
-        f"WHERE id = ({pick}) RETURNING {returning}"
+        f"WHERE id = ({pick}){condition} RETURNING {returning}"
     )
 
 
@@ -119,12 +120,13 @@ def job_take_slot(job: Job) -> bool:
     picked = _claim_slot(job.model_id, now)
     if picked is None:
         return False
-    _job_assigned(job, picked, now)
+    job_assigned(job, picked, now)
     return True
 
 
-def _job_assigned(job: Job, picked: tuple[int, str], now) -> None:
-    """Set the job assigned to the slot `picked` claimed at `now`; it goes to the worker after commit."""
+def job_assigned(job: Job, picked: tuple[int, str], now) -> None:
+    """Set the job assigned to the slot `picked` claimed at `now`; it goes to the worker after commit (at
+    once outside a transaction)."""
     job.status = Job.Status.ASSIGNED
     job.worker_id, job.worker_channel = picked
     job.assigned_at = now
@@ -171,26 +173,58 @@ def job_insert_assigned(job: Job) -> bool:
         picked = _claim_slot(job.model_id, now, free_first=False)
         if picked is None:
             return False
-        _job_assigned(job, picked, now)
+        job_assigned(job, picked, now)
         update(job, _ASSIGNED_FIELDS)
         return True
-    _job_assigned(job, picked, now)
+    job_assigned(job, picked, now)
     return True
 
 
 def _insert_claiming(job: Job, now) -> tuple[int, str] | None:
     """INSERT the job (queued as it stands) from a CTE that claims a free slot; with a slot claimed the
     row goes in assigned to it. The claimed worker, or None."""
+    ctes, params = job_insert_claiming_ctes(job, now)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {ctes} SELECT {JOB_INSERTED} FROM j", params)  # noqa: S608 - built from model meta
+        row = cursor.fetchone()
+    return job_inserted_claiming(job, row)
+
+
+# What a statement with job_insert_claiming_ctes selects for job_inserted_claiming.
+JOB_INSERTED = "j.worker_id, j.worker_channel, j.token_type"
+
+
+def job_insert_claiming_ctes(
+    job: Job,
+    now,
+    *,
+    claimed_only: bool = False,
+    claim_if: tuple[str, list] = ("", []),
+    token_type_is: str | None = None,
+) -> tuple[str, list]:
+    """A new job's insert as common table expressions for one PostgreSQL statement: `c` claims a slot of
+    the best free worker nobody else is claiming (`claim_if`: SQL and parameters ANDed to its WHERE), `u`
+    reads the account's default token type (for a job that names none), `j` inserts the job, assigned
+    to the claimed slot or else queued — or, `claimed_only`, not at all; `token_type_is`: only if its
+    token type comes out as that. Select JOB_INSERTED FROM j for job_inserted_claiming."""
     adapt = connection.ops.adapt_datetimefield_value
+    condition, condition_params = claim_if
     claim = _claim_free_sql(
-        returning="id, channel_name, CAST(%s AS timestamptz) AS assigned_at, CAST(%s AS timestamptz) AS lease_end"
+        returning="id, channel_name, CAST(%s AS timestamptz) AS assigned_at, CAST(%s AS timestamptz) AS lease_end",
+        condition=condition,
     )
     account = f"SELECT NULLIF(default_token_type, '') AS token_type FROM {User._meta.db_table} WHERE id = %s"  # noqa: S608 - name from model meta
+    token_type = f"COALESCE({{}}, u.token_type, '{TokenTypePreference.AUTO}')"
+    source = "c CROSS JOIN u" if claimed_only else "(SELECT 1) AS one LEFT JOIN c ON true LEFT JOIN u ON true"
+    source_params = []
+    if token_type_is is not None:
+        source += f" WHERE {token_type.replace('{}', '%s')} = %s"
+        source_params = [job.token_type, token_type_is]
     insert_sql, insert_params = insert_select(
         job,
-        source="(SELECT 1) AS one LEFT JOIN c ON true LEFT JOIN u ON true",
+        source=source,
         columns={
-            "token_type": f"COALESCE({{}}, u.token_type, '{TokenTypePreference.AUTO}')",
+            "token_type": token_type,
             "worker_id": "c.id",
             "worker_channel": "COALESCE(c.channel_name, {})",
             "status": f"CASE WHEN c.id IS NULL THEN {{}} ELSE '{Job.Status.ASSIGNED}' END",
@@ -199,12 +233,15 @@ def _insert_claiming(job: Job, now) -> tuple[int, str] | None:
             "attempts": "{} + CASE WHEN c.id IS NULL THEN 0 ELSE 1 END",
         },
     )
-    params = [adapt(now), *_pick_params(job.model_id, now), adapt(now), adapt(_lease_end(now)), job.user_id,
-              *insert_params]  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH c AS ({claim}), u AS ({account}) {insert_sql} RETURNING worker_id, worker_channel, "
-                       "token_type", params)  # fmt: skip
-        worker_id, channel_name, job.token_type = cursor.fetchone()
+    params = [adapt(now), *_pick_params(job.model_id, now), *condition_params, adapt(now), adapt(_lease_end(now)),
+              job.user_id, *insert_params, *source_params]  # fmt: skip
+    return f"c AS ({claim}), u AS ({account}), j AS ({insert_sql} RETURNING {JOB_INSERTED.replace('j.', '')})", params
+
+
+def job_inserted_claiming(job: Job, row) -> tuple[int, str] | None:
+    """The job as the statement with job_insert_claiming_ctes wrote it (`row`: its JOB_INSERTED): the
+    claimed worker, or None (inserted queued)."""
+    worker_id, channel_name, job.token_type = row
     job._state.adding, job._state.db = False, connection.alias
     return None if worker_id is None else (worker_id, channel_name)
 

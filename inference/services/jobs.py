@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 JobId = str | uuid.UUID
 
 
-def job_create(
+def job_new(
     *,
     user,
     model: LlmModel,
@@ -45,12 +45,10 @@ def job_create(
     prompt_tokens_estimate: int,
     token_type: str | None,
     reply_channel: str,
-    assign_now: bool = False,
 ) -> Job:
-    """A new job, dispatched by Celery after commit; with `assign_now` it takes a free worker slot in
-    the caller's transaction and is inserted already assigned (Celery only if none is free).
-    `token_type` None: the account's default as of the insert. Subscribe `reply_channel` before calling this."""
-    job = Job(
+    """A new job, not yet written (job_insert, or inference.services.opening for a chat request's).
+    `token_type` None: the account's default as of the insert."""
+    return Job(
         user=user,
         model=model,
         public_id=public_id,
@@ -61,6 +59,12 @@ def job_create(
         token_type=token_type,
         reply_channel=reply_channel,
     )
+
+
+def job_insert(job: Job, *, assign_now: bool = False) -> Job:
+    """Write a new job, dispatched by Celery after commit; with `assign_now` it takes a free worker slot
+    in the caller's transaction and is inserted already assigned (Celery only if none is free).
+    Subscribe its reply channel before calling this."""
     if assign_now and not transaction.get_connection().in_atomic_block:
         raise RuntimeError("assign_now: the job must be created in the caller's transaction")
     if assign_now:
@@ -72,6 +76,11 @@ def job_create(
     if not assigned:
         dispatch_job_on_commit(job.id)
     return job
+
+
+def job_create(*, assign_now: bool = False, **fields) -> Job:
+    """job_new's job, written by job_insert."""
+    return job_insert(job_new(**fields), assign_now=assign_now)
 
 
 def job_mark_running(*, job_id: JobId, channel_name: str, first_token_at: datetime) -> None:

@@ -37,6 +37,27 @@ def worker_online(owner, name: str, *, slots: int = 1, models=(SMOLLM2,), channe
     ).worker
 
 
+def job_unwritten(user, *, model_id: str = SMOLLM2, reply_channel: str | None = None, token_type: str | None = "auto"):
+    """A new job as the chat view makes it, not yet written."""
+    import uuid
+
+    from inference.models import LlmModel
+    from inference.openai.responses import completion_id
+    from inference.services.jobs import job_new
+
+    return job_new(
+        user=user,
+        model=LlmModel.objects.get(id=model_id),
+        public_id=completion_id(),
+        request={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
+        stream=True,
+        max_tokens=16,
+        prompt_tokens_estimate=10,
+        token_type=token_type,
+        reply_channel=reply_channel or f"test.reply.{uuid.uuid4().hex}",
+    )
+
+
 def job_queued(
     user,
     *,
@@ -47,24 +68,10 @@ def job_queued(
 ):
     """A queued job as the chat view creates it (without a hold); dispatch follows on commit. With
     `assign_now` (inside a transaction) it takes a free slot as it goes in, as the chat view's does."""
-    import uuid
+    from inference.services.jobs import job_insert
 
-    from inference.models import LlmModel
-    from inference.openai.responses import completion_id
-    from inference.services import job_create
-
-    return job_create(
-        user=user,
-        model=LlmModel.objects.get(id=model_id),
-        public_id=completion_id(),
-        request={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
-        stream=True,
-        max_tokens=16,
-        prompt_tokens_estimate=10,
-        token_type=token_type,
-        reply_channel=reply_channel or f"test.reply.{uuid.uuid4().hex}",
-        assign_now=assign_now,
-    )
+    job = job_unwritten(user, model_id=model_id, reply_channel=reply_channel, token_type=token_type)
+    return job_insert(job, assign_now=assign_now)
 
 
 def run(scenario, *args, **kwargs):
