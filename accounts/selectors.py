@@ -1,11 +1,10 @@
-import time
+import functools
 from collections.abc import Mapping
-
-from django.conf import settings
 
 from accounts.keys import hash_secret, parse_key, secret_matches
 from accounts.models import ApiKey
 from sogni_platform.prepared import PreparedGet
+from sogni_platform.recent import RecentRows
 
 _DUMMY_HASH = "0" * 64
 
@@ -13,29 +12,14 @@ _DUMMY_HASH = "0" * 64
 _key_by_lookup_id = PreparedGet(
     lambda lookup_id: ApiKey.objects.select_related("user__rate_limits").filter(lookup_id=lookup_id)
 )
-# Keys found by lookup id, each until its expiry (time.monotonic()); read-only once cached.
-_found: dict[str, tuple[float, ApiKey]] = {}
-_FOUND_MAX = 10_000
-
-
-def _key_found(lookup_id: str) -> ApiKey | None:
-    """The key row for `lookup_id`, reused for API_KEY_CACHE_SECONDS: every API request asks, and
-    under load each statement from a server thread waits for the event loop's GIL again."""
-    now = time.monotonic()
-    cached = _found.get(lookup_id)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    api_key = _key_by_lookup_id.get(lookup_id)
-    if api_key is not None and settings.API_KEY_CACHE_SECONDS > 0:
-        if len(_found) >= _FOUND_MAX:
-            _found.clear()
-        _found[lookup_id] = (now + settings.API_KEY_CACHE_SECONDS, api_key)
-    return api_key
+# Keys found, by lookup id; chat requests reuse them for API_KEY_CACHE_SECONDS: every one asks, and under
+# load each statement from a server thread waits for the event loop's GIL again.
+_found: RecentRows[ApiKey] = RecentRows("API_KEY_CACHE_SECONDS")
 
 
 def api_keys_found_forget(**kwargs) -> None:
     """A key, its user or the user's limits changed: read every key anew (post_save/post_delete receiver)."""
-    _found.clear()
+    _found.forget()
 
 
 def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
@@ -61,7 +45,8 @@ def api_key_authenticate(raw_key: str | None, *, cached: bool = False) -> ApiKey
     parsed = parse_key(raw_key or "")
     if parsed is None:
         return None
-    api_key = _key_found(parsed.lookup_id) if cached else _key_by_lookup_id.get(parsed.lookup_id)
+    read = functools.partial(_key_by_lookup_id.get, parsed.lookup_id)
+    api_key = _found.get(parsed.lookup_id, read) if cached else read()
     if api_key is None:
         secret_matches(parsed.secret, _DUMMY_HASH)
         return None

@@ -1,4 +1,3 @@
-import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -7,6 +6,7 @@ from django.utils import timezone
 
 from inference.models import LlmModel, Worker
 from sogni_platform.prepared import PreparedGet
+from sogni_platform.recent import RecentRows
 
 
 def model_list() -> list[LlmModel]:
@@ -44,28 +44,23 @@ def model_has_online_worker(*, model_id: str) -> bool:
     return _online_workers().filter(served_models=model_id).exists()
 
 
-# Model id (None: the default) → (monotonic expiry, enabled model). Only models found are kept, so
-# its size is the catalog's; rows are never changed in place by their readers.
-_resolved: dict[str | None, tuple[float, LlmModel]] = {}
+# Model id (None: the default) → enabled model; only models found are kept, so its size is the catalog's.
+_resolved: RecentRows[LlmModel] = RecentRows("MODEL_CACHE_SECONDS")
 
 
 def model_resolve(*, model_id: str | None) -> LlmModel | None:
     """The enabled model a request names; with none named, the default of this mode. Every chat request
     asks, so the answer is reused for MODEL_CACHE_SECONDS (a model saved in this process is read anew)."""
-    now = time.monotonic()
-    cached = _resolved.get(model_id)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    return _resolved.get(model_id, lambda: _model_read(model_id))
+
+
+def _model_read(model_id: str | None) -> LlmModel | None:
     if model_id is not None:
-        model = model_get(model_id=model_id)
-    else:
-        default_flag = "is_embedded_default" if settings.EMBEDDED else "is_default"
-        model = LlmModel.objects.filter(enabled=True, **{default_flag: True}).first()
-    if model is not None and settings.MODEL_CACHE_SECONDS > 0:
-        _resolved[model_id] = (now + settings.MODEL_CACHE_SECONDS, model)
-    return model
+        return model_get(model_id=model_id)
+    default_flag = "is_embedded_default" if settings.EMBEDDED else "is_default"
+    return LlmModel.objects.filter(enabled=True, **{default_flag: True}).first()
 
 
 def models_resolved_forget(**kwargs) -> None:
     """A model changed: read every model anew (post_save and post_delete receiver)."""
-    _resolved.clear()
+    _resolved.forget()
