@@ -97,13 +97,26 @@ def _hold_written(*, user_id: int, token_type: str, hold: Hold, entry: LedgerEnt
     return True
 
 
+# The wallet a hold goes on, if it covers the amount. Parameters: user id, token type, amount.
+_COVERS = "user_id = %s AND token_type = %s AND balance - held >= %s"
+
+
 def _hold_update(*, user_id: int, token_type: str, amount: Decimal, condition: str = "") -> tuple[str, list]:
     now = connection.ops.adapt_datetimefield_value(timezone.now())  # raw SQL: as the ORM stores it
     update = (
         f"UPDATE {Wallet._meta.db_table} SET held = held + %s, updated_at = %s "  # noqa: S608 - the name is from model meta
-        f"WHERE user_id = %s AND token_type = %s AND balance - held >= %s{condition} RETURNING id, balance, held"
+        f"WHERE {_COVERS}{condition} RETURNING id, balance, held"
     )
     return update, [amount, now, user_id, token_type, amount]
+
+
+def hold_covered(*, user_id: int, token_type: str, hold: Hold) -> tuple[str, list]:
+    """SQL (` AND EXISTS …`) and parameters: true while the wallet could take `hold` as hold_ctes would
+    write it. Reads without a lock: the hold's own update checks again."""
+    return (
+        f" AND EXISTS (SELECT 1 FROM {Wallet._meta.db_table} WHERE {_COVERS})",  # noqa: S608 - the name is from model meta
+        [user_id, token_type, hold.amount],
+    )
 
 
 # What a statement with hold_ctes selects for hold_rows_written.
@@ -240,7 +253,7 @@ def job_hold(
     if existing is not None:
         return existing
     usd = estimate_usd(model=model, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
-    candidates = [TokenType.SPARK, TokenType.SOGNI] if token_type == TokenTypePreference.AUTO else [token_type]
+    candidates = _wallets_to_try(token_type)
     if new_job:
         return _hold_first_covering(user=user, job_id=job_id, model=model, usd=usd, candidates=candidates)
     try:
@@ -254,6 +267,11 @@ def job_hold(
 
 
 NO_SOGNI_RATE = "Paying in SOGNI is not available right now (no SOGNI rate is set)."
+
+
+def _wallets_to_try(token_type: str) -> list[str]:
+    """The wallets a hold for `token_type` may go on, in order: auto is Spark if it covers, else SOGNI."""
+    return [TokenType.SPARK, TokenType.SOGNI] if token_type == TokenTypePreference.AUTO else [token_type]
 
 
 def _token_type_check(token_type: str) -> None:
@@ -276,7 +294,7 @@ def job_hold_first_choice(
     would write there, unwritten: for a statement that also does other work (hold_ctes). A hold that
     does not go in there is job_hold's to make."""
     _token_type_check(token_type)
-    wallet_type = TokenType.SPARK if token_type == TokenTypePreference.AUTO else token_type
+    wallet_type = _wallets_to_try(token_type)[0]
     try:
         rate = usd_per_token(wallet_type)
     except LookupError:

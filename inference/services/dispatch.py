@@ -190,8 +190,9 @@ def _insert_claiming(job: Job, now) -> tuple[int, str] | None:
     return job_inserted_claiming(job, row)
 
 
+_INSERTED = ("worker_id", "worker_channel", "token_type")
 # What a statement with job_insert_claiming_ctes selects for job_inserted_claiming.
-JOB_INSERTED = "j.worker_id, j.worker_channel, j.token_type"
+JOB_INSERTED = ", ".join(f"j.{column}" for column in _INSERTED)
 
 
 def job_insert_claiming_ctes(
@@ -235,7 +236,7 @@ def job_insert_claiming_ctes(
     )
     params = [adapt(now), *_pick_params(job.model_id, now), *condition_params, adapt(now), adapt(_lease_end(now)),
               job.user_id, *insert_params, *source_params]  # fmt: skip
-    return f"c AS ({claim}), u AS ({account}), j AS ({insert_sql} RETURNING {JOB_INSERTED.replace('j.', '')})", params
+    return f"c AS ({claim}), u AS ({account}), j AS ({insert_sql} RETURNING {', '.join(_INSERTED)})", params
 
 
 def job_inserted_claiming(job: Job, row) -> tuple[int, str] | None:

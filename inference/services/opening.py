@@ -12,8 +12,7 @@ worker → wallet, as everywhere.
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from billing.models import Wallet
-from billing.services import HOLD_WRITTEN, hold_ctes, hold_rows_written, job_hold_first_choice
+from billing.services import HOLD_WRITTEN, hold_covered, hold_ctes, hold_rows_written, job_hold_first_choice
 from inference.models import Job, LlmModel
 from inference.services.dispatch import (
     JOB_INSERTED,
@@ -36,11 +35,8 @@ def job_open_at_once(job: Job, *, model: LlmModel, token_type: str) -> bool:
                                                      prompt_tokens=job.prompt_tokens_estimate,
                                                      max_tokens=job.max_tokens, token_type=token_type)  # fmt: skip
     now = timezone.now()
-    covered = (  # no slot is claimed for a job its first wallet cannot cover: nothing to undo then
-        f" AND EXISTS (SELECT 1 FROM {Wallet._meta.db_table} WHERE user_id = %s AND token_type = %s "  # noqa: S608 - name from model meta
-        "AND balance - held >= %s)",
-        [job.user_id, wallet_type, hold.amount],
-    )
+    # No slot is claimed for a job its first wallet cannot cover: nothing to undo then.
+    covered = hold_covered(user_id=job.user_id, token_type=wallet_type, hold=hold)
     job_sql, job_params = job_insert_claiming_ctes(job, now, claimed_only=True, claim_if=covered,
                                                    token_type_is=token_type)  # fmt: skip
     hold_sql, hold_params = hold_ctes(user_id=job.user_id, token_type=wallet_type, hold=hold, entry=entry,
