@@ -186,6 +186,17 @@ def test_reconnects_with_growing_backoff_after_drops(start_worker):
         peer.stop()
 
 
+def test_after_a_healthy_connection_retries_stay_within_7_5s(peer, start_worker):
+    start_worker(peer.url)
+    first = _connected(peer)
+    peer.reject_with = 1012  # restarting: from now on every attempt is turned away
+    peer.close(first, 1012, "restarting")
+    wait_for(lambda: len(peer.connections) >= 7, timeout=60, what="six retries")
+    opened = [c.opened_at for c in peer.connections[1:7]]
+    # Uncapped, the fourth and fifth waits would be 4-12 s and 8-24 s.
+    assert all(later - earlier <= 7.5 + 0.5 for earlier, later in zip(opened, opened[1:], strict=False))
+
+
 def test_reconnects_after_a_drop_and_serves_again(peer, start_worker):
     start_worker(peer.url, "--scripted-rate", "0")
     first = _connected(peer)
@@ -248,6 +259,7 @@ def test_backoff_doubles_from_1s_to_30s_with_half_jitter():
         delays = [backoff_delay(attempt) for _ in range(200)]
         assert all(0.5 * base <= d <= 1.5 * base for d in delays)
         assert max(delays) - min(delays) > 0.5 * base  # jittered, so reconnecting workers spread out
+    assert all(2.5 <= backoff_delay(12, cap=5) <= 7.5 for _ in range(200))
 
 
 def test_environment_variables_configure_the_worker(peer, start_worker):

@@ -24,6 +24,9 @@ log = logging.getLogger("sogni_worker")
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
+# After a connection the platform welcomed, the platform was up moments ago: a restart or a deploy is
+# the likely cause, so retry soon (within ~10 s of it coming back) instead of climbing to BACKOFF_MAX.
+BACKOFF_MAX_AFTER_HEALTHY = 5.0
 WELCOME_TIMEOUT = 15.0
 MAX_INCOMING_BYTES = 16 * 1024 * 1024
 # Half the platform's default frame budget (2000/s): bursts from many slots coalesce instead of
@@ -52,9 +55,9 @@ class _Job:
     stop_reason: str = ""  # "cancel" (platform asked) or "shutdown" (we are exiting)
 
 
-def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> float:
-    """1 s doubling to 30 s, with ±50% jitter."""
-    base = min(BACKOFF_START * 2**attempt, BACKOFF_MAX)
+def backoff_delay(attempt: int, *, cap: float = BACKOFF_MAX, rng: random.Random | None = None) -> float:
+    """1 s doubling to `cap` (30 s), with ±50% jitter."""
+    base = min(BACKOFF_START * 2**attempt, cap)
     return base * (rng or random).uniform(0.5, 1.5)
 
 
@@ -102,6 +105,7 @@ class Worker:
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
                 pass
         attempt = 0
+        cap = BACKOFF_MAX
         while not self.draining:
             self._welcomed = False
             self._session_task = asyncio.create_task(self._session())
@@ -123,8 +127,9 @@ class Worker:
                 log.warning("connection to %s failed: %s", self.url, exc or type(exc).__name__)
             if self.draining:
                 break
-            attempt = 0 if self._welcomed else attempt
-            delay = backoff_delay(attempt)
+            if self._welcomed:
+                attempt, cap = 0, BACKOFF_MAX_AFTER_HEALTHY
+            delay = backoff_delay(attempt, cap=cap)
             attempt += 1
             log.info("reconnecting in %.1f s", delay)
             try:

@@ -31,6 +31,8 @@ LOCAL_WORKER_NAME = "local-cpu"
 BIN = Path(sys.executable).parent
 WORKER_DRAIN_SECONDS = 60
 STOP_SECONDS = 10
+RESTART_DELAY_MAX = 30
+RESTART_HEALTHY_SECONDS = 60  # a child that ran this long restarts after the shortest delay again
 
 
 def local_operator_key(*, email: str) -> str:
@@ -41,8 +43,10 @@ def local_operator_key(*, email: str) -> str:
 
 
 def _check_port_free(host: str, port: int) -> None:
-    """Fail before starting anything: another server on the port would answer our health checks."""
+    """Fail before starting anything: another server on the port would answer our health checks.
+    Connections of a server that just stopped (TIME_WAIT) do not count, as they do not for the server."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
@@ -122,15 +126,17 @@ class Command(BaseCommand):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         daphne = _spawn([str(BIN / "daphne"), "-b", host, "-p", str(port), "sogni_platform.asgi:application"], env)
         children.append(("daphne", daphne, STOP_SECONDS))
+        self.restartable: dict[str, list[str]] = {}
         if not settings.CELERY_TASK_ALWAYS_EAGER:  # REDIS_URL set: tasks need a Celery worker
             celery = [str(BIN / "celery"), "-A", "sogni_platform", "worker", "--pool=threads", "--loglevel=INFO"]
-            children.append(("celery", _spawn(celery, env), STOP_SECONDS))
             # Periodic sweeps (lease reaper, stale workers, escrow release). Without Redis the worker
             # consumers run the lease reaper in the server process instead (inference/consumers.py).
             schedule = settings.DATA_DIR / "celerybeat-schedule"
             schedule.parent.mkdir(parents=True, exist_ok=True)
             beat = [str(BIN / "celery"), "-A", "sogni_platform", "beat", "--loglevel=INFO", f"--schedule={schedule}"]
-            children.append(("celery beat", _spawn(beat, env), STOP_SECONDS))
+            self.restartable = {"celery": celery, "celery beat": beat}
+            for name, args in self.restartable.items():
+                children.append((name, _spawn(args, env), STOP_SECONDS))
         if not self._wait(lambda: _healthy(url), "daphne", daphne, timeout=60, what=f"{url}/healthz answering"):
             return None
         if worker_args is not None:
@@ -170,18 +176,39 @@ class Command(BaseCommand):
         return False
 
     def _supervise(self, children: list[tuple[str, subprocess.Popen, float]]) -> str | None:
-        """Until a stop signal; returns why it stopped early (daphne died), else None."""
+        """Until a stop signal; returns why it stopped early (daphne died), else None. Celery worker and
+        beat are restarted when they exit, after a delay that doubles while they keep dying young."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        started = {name: time.monotonic() for name, _, _ in children}
+        delays: dict[str, float] = {}
+        due: dict[str, float] = {}  # name -> when to start it again
         while self.stop_signal is None:
+            now = time.monotonic()
             for entry in list(children):
                 name, process, _ = entry
-                if process.poll() is None:
+                if name in due or process.poll() is None:
                     continue
                 if name == "daphne":
                     return f"daphne exited with code {process.returncode}"
+                if name not in self.restartable:
+                    self.stderr.write(
+                        f"{name.capitalize()} exited with code {process.returncode}; the platform keeps serving."
+                    )
+                    children.remove(entry)
+                    continue
+                young = now - started[name] < RESTART_HEALTHY_SECONDS
+                delays[name] = min(delays.get(name, 0.5) * 2, RESTART_DELAY_MAX) if young else 1.0
+                due[name] = now + delays[name]
                 self.stderr.write(
-                    f"{name.capitalize()} exited with code {process.returncode}; the platform keeps serving."
+                    f"{name.capitalize()} exited with code {process.returncode}; restarting it in {delays[name]:.0f}s."
                 )
-                children.remove(entry)
+            for name, at in list(due.items()):
+                if at <= now:
+                    del due[name]
+                    index = next(i for i, child in enumerate(children) if child[0] == name)
+                    children[index] = (name, _spawn(self.restartable[name], env), STOP_SECONDS)
+                    started[name] = now
+                    self.stdout.write(f"{name.capitalize()} restarted.")
             time.sleep(0.2)
         return None
 
