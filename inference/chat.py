@@ -33,6 +33,7 @@ from inference.relay import ReplyReader
 from inference.selectors import model_has_online_worker, model_resolve
 from inference.services import job_cancel, job_expire
 from inference.services.jobs import job_insert, job_new
+from inference.services.leases import job_outcome_read
 from inference.services.opening import job_open_at_once
 from ratelimits.services import ratelimit_check_request, ratelimit_consume_tokens_async
 from sogni_platform.durability import skip_commit_flush
@@ -190,25 +191,38 @@ class ChatSession:
     async def _messages(self, *, keepalive: float | None) -> AsyncIterator[dict | None]:
         """Reply-channel messages until the job ends; None when `keepalive` seconds passed quietly.
 
-        Fails the job with no_worker_available when it stays queued for JOB_QUEUE_TIMEOUT.
+        Fails the job with no_worker_available when it stays queued for JOB_QUEUE_TIMEOUT. Once a worker
+        has it, a quiet spell of JOB_QUIET_CHECK_SECONDS reads the job's row (job_outcome_read), so a
+        `done` lost with the channel layer or a lease nobody reaps cannot keep the request waiting.
         """
         loop = asyncio.get_running_loop()
         deadline: float | None = loop.time() + settings.JOB_QUEUE_TIMEOUT
+        quiet = settings.JOB_QUIET_CHECK_SECONDS
+        heard = kept = loop.time()  # the last message; the last message or keep-alive
         while True:
-            timeout = keepalive
-            if deadline is not None:
-                remaining = max(deadline - loop.time(), 0)
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            message = await self.reader.next(timeout)
+            now = loop.time()
+            wake = deadline if deadline is not None else heard + quiet
+            if keepalive is not None:
+                wake = min(wake, kept + keepalive)
+            message = await self.reader.next(max(wake - now, 0))
+            now = loop.time()
             if message is None:
-                if deadline is not None and loop.time() >= deadline:
+                if deadline is not None and now >= deadline:
                     deadline = None
+                    heard = now
                     if await in_db_thread(job_expire)(job_id=self.job_id):
                         self.ended = True
                         raise no_worker("No worker became available for this model in time. Please retry shortly.")
                     continue  # a worker took it meanwhile: its job.assigned is on the way
-                yield None
-                continue
+                if deadline is None and now >= heard + quiet:
+                    heard = now
+                    message = await in_db_thread(job_outcome_read)(job_id=self.job_id)
+                if message is None:
+                    if keepalive is not None and now >= kept + keepalive:
+                        kept = now
+                        yield None
+                    continue
+            heard = kept = now
             kind = message["type"]
             if kind == relay.REPLY_ASSIGNED:
                 deadline = None  # a worker has it: the queue timeout no longer applies

@@ -173,6 +173,9 @@ MODEL_CACHE_SECONDS = float(env_str("MODEL_CACHE_SECONDS", "2"))
 API_KEY_CACHE_SECONDS = float(env_str("API_KEY_CACHE_SECONDS", "2"))
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 SSE_KEEPALIVE_SECONDS = float(env_str("SSE_KEEPALIVE_SECONDS", "10"))
+# A request whose assigned job sent nothing for this long reads the job's row: an end whose message was
+# lost, or a lapsed lease nobody reaped, ends the request with the job's real outcome.
+JOB_QUIET_CHECK_SECONDS = float(env_str("JOB_QUIET_CHECK_SECONDS", "5"))
 WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "5"))
 WORKER_HELLO_TIMEOUT = float(env_str("WORKER_HELLO_TIMEOUT", "10"))
 WORKER_MAX_MESSAGE_BYTES = env_int("WORKER_MAX_MESSAGE_BYTES", 64 * 1024)

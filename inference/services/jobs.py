@@ -216,15 +216,19 @@ def job_finish(
             reasoning_tokens=min(reasoning_tokens, completion_tokens),
             first_token_at=job.first_token_at or first_token_at,
         )
-        usage = {
-            "prompt_tokens": job.prompt_tokens,
-            "completion_tokens": job.completion_tokens,
-            "total_tokens": job.prompt_tokens + job.completion_tokens,
-            "reasoning_tokens": job.reasoning_tokens,
-        }
-        done = {"type": REPLY_DONE, "finish_reason": finish_reason, "usage": usage, "cost": _cost(hold)}
-        send_on_commit(job.reply_channel, done)
+        send_on_commit(job.reply_channel, job_done_message(job, hold=hold))
     return job
+
+
+def job_done_message(job: Job, *, hold: Hold | None) -> dict:
+    """The reply-channel message of a completed job, with its usage and what its hold charged."""
+    usage = {
+        "prompt_tokens": job.prompt_tokens,
+        "completion_tokens": job.completion_tokens,
+        "total_tokens": job.prompt_tokens + job.completion_tokens,
+        "reasoning_tokens": job.reasoning_tokens,
+    }
+    return {"type": REPLY_DONE, "finish_reason": job.finish_reason, "usage": usage, "cost": _cost(hold)}
 
 
 def job_complete(**finish) -> Job | None:

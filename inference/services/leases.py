@@ -22,7 +22,7 @@ from billing.models import Hold
 from billing.services import job_release
 from inference.models import Job, Worker
 from inference.relay import REPLY_ERROR, WORKER_KICK, send_on_commit
-from inference.services.jobs import _job_end, _locked, _requeue
+from inference.services.jobs import _job_end, _locked, _requeue, job_done_message
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,23 @@ def jobs_reap_leases(*, now: datetime | None = None) -> dict[str, int]:
     if counts:
         logger.warning("lease reaper: %s", counts)
     return counts
+
+
+def job_outcome_read(*, job_id: str) -> dict | None:
+    """For a request that heard nothing for a while: the reply-channel message its job's state calls
+    for, if the job has ended (a `done` or `error` lost with the channel layer) or its lease lapsed
+    with nobody to reap it (Celery beat down: the job is reaped here). None while it is alive."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return None
+    if job.status in Job.ACTIVE and Job.objects.filter(_expired(timezone.now()), pk=job.pk).exists():
+        _reap_one(job.pk, timezone.now())
+        job.refresh_from_db()
+    if job.status == Job.Status.COMPLETED:
+        return job_done_message(job, hold=Hold.objects.select_related("wallet").filter(job_id=str(job.pk)).first())
+    if job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
+        return {"type": REPLY_ERROR, "code": job.error_code, "message": job.error_message}
+    return None
 
 
 def holds_release_orphaned(*, now: datetime | None = None) -> int:

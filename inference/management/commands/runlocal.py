@@ -128,7 +128,10 @@ class Command(BaseCommand):
         children.append(("daphne", daphne, STOP_SECONDS))
         self.restartable: dict[str, list[str]] = {}
         if not settings.CELERY_TASK_ALWAYS_EAGER:  # REDIS_URL set: tasks need a Celery worker
+            # Gossip and mingle only serve remote control between workers; their restart after a broker
+            # drop is where kombu fails (AttributeError on a closed connection).
             celery = [str(BIN / "celery"), "-A", "sogni_platform", "worker", "--pool=threads", "--loglevel=INFO"]
+            celery += ["--without-gossip", "--without-mingle"]
             # Periodic sweeps (lease reaper, stale workers, escrow release). Without Redis the worker
             # consumers run the lease reaper in the server process instead (inference/consumers.py).
             schedule = settings.DATA_DIR / "celerybeat-schedule"
