@@ -49,7 +49,7 @@ def platform_env(*, database_url: str, redis_url: str, tag: str) -> dict[str, st
         "CELERY_QUEUE": f"bench-{tag}",
         "CHANNEL_LAYER_PREFIX": f"bench-{tag}",
         "DJANGO_DEBUG": "0",
-        "DB_POOL_MAX_SIZE": "16",  # the production recommendation (README "Benchmarks"); --env DB_POOL_MAX_SIZE=0: off
+        "DB_POOL_MAX_SIZE": "16",  # the production recommendation (docs/performance.md); --env DB_POOL_MAX_SIZE=0: off
         "PYTHONUNBUFFERED": "1",
         "DJANGO_SETTINGS_MODULE": "sogni_platform.settings",
     }
