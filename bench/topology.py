@@ -73,8 +73,7 @@ def database_prepare(env: dict[str, str]) -> dict[str, str]:
 
 def database_vacuum(database_url: str) -> None:
     """Every run starts without the dead rows of the runs before it: the bench database is reused, and
-    autovacuum may be off (it is on this machine), which left thousands of dead worker index entries
-    for each dispatch to step over."""
+    with autovacuum off, dead worker index entries pile up for each dispatch to step over."""
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
