@@ -1,4 +1,5 @@
 # Two commands: `make run` (the platform, embedded) and `make test` (against PostgreSQL and Redis).
+# `make test-fast`: the in-process tests only.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format browser clean bench
+.PHONY: install run test test-fast lint format browser clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +48,14 @@ test: install browser
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Benchmarks (README "Benchmarks"): the platform against the engine alone; BENCH_ARGS=--quick for a smoke run.
+# Day-to-day: the tests that start no server or worker processes and no browser (still against
+# PostgreSQL and Redis); no ruff. CI runs everything through `make test`.
+test-fast: install
+	$(BIN)/python -m tests.support.services
+	$(BIN)/pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+
+# Benchmarks (docs/performance.md): the platform against the engine alone; BENCH_ARGS=--quick for a smoke run.
+# New runs go to bench/results/runs/ (ignored); bench/results/baseline* is the published baseline.
 bench: install
 	$(BIN)/python -m bench.run --server uvicorn $(BENCH_ARGS)
 	$(BIN)/python -m bench.run --server daphne --no-llama $(BENCH_ARGS)

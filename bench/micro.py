@@ -1,4 +1,4 @@
-"""Per-message cost of the channel layer the relay uses (one message per token today), measured
+"""Per-message cost of the channel layer the relay uses (one message per token), measured
 alone: `python -m bench.micro --redis-url redis://127.0.0.1:6379/13`. Prints JSON: wall and CPU
 milliseconds per message for a send+receive pair, one message at a time and as 8-token batches."""
 

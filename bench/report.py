@@ -1,5 +1,5 @@
 """Numbers from the load generator's results: percentiles, per-run summaries, platform/direct
-comparisons, goals, the JSON file, the PNG plots and the README table."""
+comparisons, goals, the JSON file, the PNG plots and the results table (docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.run [--quick] [--name NAME] [--server daphne|uvicorn] [--profile]
 
-Writes bench/results/NAME.json, NAME-scripted.png, NAME-llama-cpp.png and NAME.md (the README table).
+Writes bench/results/runs/NAME.json, NAME-scripted.png, NAME-llama-cpp.png and NAME.md (the results table
+of docs/performance.md); bench/results/runs/ is ignored by git, bench/results/baseline* is the published baseline.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from bench import profile, report, topology
 from bench.load import Target, drive
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results" / "runs"
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:

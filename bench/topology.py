@@ -49,7 +49,7 @@ def platform_env(*, database_url: str, redis_url: str, tag: str) -> dict[str, st
         "CELERY_QUEUE": f"bench-{tag}",
         "CHANNEL_LAYER_PREFIX": f"bench-{tag}",
         "DJANGO_DEBUG": "0",
-        "DB_POOL_MAX_SIZE": "16",  # the production recommendation (README "Benchmarks"); --env DB_POOL_MAX_SIZE=0: off
+        "DB_POOL_MAX_SIZE": "16",  # the production recommendation (docs/performance.md); --env DB_POOL_MAX_SIZE=0: off
         "PYTHONUNBUFFERED": "1",
         "DJANGO_SETTINGS_MODULE": "sogni_platform.settings",
     }
@@ -73,8 +73,7 @@ def database_prepare(env: dict[str, str]) -> dict[str, str]:
 
 def database_vacuum(database_url: str) -> None:
     """Every run starts without the dead rows of the runs before it: the bench database is reused, and
-    autovacuum may be off (it is on this machine), which left thousands of dead worker index entries
-    for each dispatch to step over."""
+    with autovacuum off, dead worker index entries pile up for each dispatch to step over."""
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:

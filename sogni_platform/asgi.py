@@ -103,7 +103,7 @@ class ApiASGIHandler(ASGIHandler):
 
 
 api_asgi_app = ApiASGIHandler()
-# /static/ answered before Django's middleware, so the chain stays async for the API (README "Benchmarks").
+# /static/ answered before Django's middleware, so the chain stays async for the API (docs/performance.md).
 site_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 

@@ -1,4 +1,4 @@
-"""Settings, all read from the environment (see README "Settings").
+"""Settings, all read from the environment (README "Settings" lists them all).
 
 Two modes, one code path: with no DATABASE_URL / REDIS_URL the platform runs embedded
 (SQLite in data/, in-memory channel layer, eager Celery); with them, PostgreSQL and Redis.
@@ -96,7 +96,7 @@ else:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
     DATABASES["default"].setdefault("OPTIONS", {})
     # A psycopg pool per process: a request's or task's thread borrows a connection instead of opening one
-    # (README "Benchmarks"). Off by default; incompatible with DB_CONN_MAX_AGE > 0.
+    # (docs/operations.md). Off by default; incompatible with DB_CONN_MAX_AGE > 0.
     if env_int("DB_POOL_MAX_SIZE", 0):
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env_int("DB_POOL_MIN_SIZE", 2),
@@ -163,7 +163,7 @@ MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024)
 # Django refuses to read larger bodies; the API answers 413 before that (inference/openai/requests.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 
-# Inference: dispatch, worker sockets, relay (README "Worker network (platform side)").
+# Inference: dispatch, worker sockets, relay (docs/architecture.md, docs/operations.md).
 JOB_QUEUE_TIMEOUT = float(env_str("JOB_QUEUE_TIMEOUT", "30"))
 # How long a server process reuses a model's row for chat requests; a change saved in that process
 # applies at once, in others within this many seconds. 0: read it for every request.
@@ -182,7 +182,7 @@ WORKER_MAX_MESSAGE_BYTES = env_int("WORKER_MAX_MESSAGE_BYTES", 64 * 1024)
 WORKER_MAX_MESSAGES_PER_SECOND = env_int("WORKER_MAX_MESSAGES_PER_SECOND", 2000)
 CELERY_BEAT_SCHEDULE["inference-reap-stale"] = {"task": "inference.tasks.reap_stale_task", "schedule": 30.0}
 
-# Reliability: leases, earnings escrow, worker trust (README "Reliability: leases, faults, earnings and trust").
+# Reliability: leases, earnings escrow, worker trust (docs/operations.md "Reliability").
 JOB_LEASE_SECONDS = float(env_str("JOB_LEASE_SECONDS", "15"))
 JOB_MAX_DURATION_SECONDS = float(env_str("JOB_MAX_DURATION_SECONDS", "600"))
 JOB_REAPER_SECONDS = float(env_str("JOB_REAPER_SECONDS", "5"))
@@ -197,7 +197,7 @@ CELERY_BEAT_SCHEDULE["inference-reap-leases"] = {
 }
 CELERY_BEAT_SCHEDULE["billing-release-escrow"] = {"task": "inference.tasks.release_escrow_task", "schedule": 300.0}
 
-# Billing (README "Wallets and billing"). Stripe is optional: without keys top-ups are off.
+# Billing (docs/billing.md). Stripe is optional: without keys top-ups are off.
 STARTER_GRANT_SPARK = Decimal(env_str("STARTER_GRANT_SPARK", "100"))
 DAILY_BONUS_SPARK = Decimal(env_str("DAILY_BONUS_SPARK", "50"))
 WORKER_REWARD_SHARE = Decimal(env_str("WORKER_REWARD_SHARE", "0.70"))
@@ -216,7 +216,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
-# Limits and observability (README "Rate limits, metrics and the API document").
+# Limits and observability (docs/api.md, docs/operations.md).
 # Per API key (one per account), per minute; 0 = unlimited; operators override per account.
 RATE_LIMIT_RPM = env_int("RATE_LIMIT_RPM", 60)
 RATE_LIMIT_TPM = env_int("RATE_LIMIT_TPM", 100_000)

@@ -11,6 +11,9 @@ from sogni_worker.client import backoff_delay
 from tests.worker.conftest import KEY
 from tests.worker.peer import PlatformPeer, wait_for
 
+# Starts real sogni-worker processes.
+pytestmark = pytest.mark.e2e
+
 
 def _connected(peer, n=1):
     return wait_for(lambda: len(peer.welcomed()) >= n and peer.welcomed()[n - 1], what=f"connection {n}")

@@ -61,6 +61,7 @@ def run(engine, request, cancel=None):
     return items[:-1], items[-1]
 
 
+@pytest.mark.e2e  # llama_cpp.server runs as a process
 def test_streams_real_text_with_usage(engine):
     request = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 6, "temperature": 0,
                "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1}  # fmt: skip
@@ -72,6 +73,7 @@ def test_streams_real_text_with_usage(engine):
     assert finish.prompt_tokens > 0
 
 
+@pytest.mark.e2e  # llama_cpp.server runs as a process
 def test_named_tool_call_streams_as_fragments(engine):
     request = {
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
@@ -88,6 +90,7 @@ def test_named_tool_call_streams_as_fragments(engine):
     jsonschema.validate(arguments, WEATHER["function"]["parameters"])
 
 
+@pytest.mark.e2e  # llama_cpp.server runs as a process
 def test_a_stream_the_server_drops_is_an_error_not_an_empty_reply(engine):
     # llama-cpp-python's server answers a streamed context overflow with 200 and an empty stream.
     with pytest.raises(EngineError) as failure:
@@ -95,6 +98,7 @@ def test_a_stream_the_server_drops_is_an_error_not_an_empty_reply(engine):
     assert failure.value.code == "engine_error"
 
 
+@pytest.mark.e2e  # llama_cpp.server runs as a process
 def test_cancel_stops_the_upstream_stream(engine):
     cancel = threading.Event()
     generation = engine.generate(

@@ -23,6 +23,9 @@ TOOL = {
     },
 }
 
+# Starts real sogni-worker processes.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def base_url():
