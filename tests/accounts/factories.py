@@ -9,6 +9,7 @@ def verified_signup(*, email: str, password: str = PASSWORD) -> User:
     """A user made through the signup service who opened the verification link: starter grant credited."""
     user = user_signup(email=email, password=password)
     user_email_verify(user=user)
+    user.refresh_from_db()
     return user
 
 

@@ -150,3 +150,17 @@ def test_resend_is_throttled_per_account(client, mailoutbox, settings):
     done = client.post(reverse("accounts:email_verification_resend"), follow=True)
     assert "Your email address is already verified." in done.content.decode()
     assert len(mailoutbox) == 2
+
+
+def test_an_unverified_account_claims_no_daily_bonus_until_it_is_verified(client, mailoutbox):
+    _signup("bonus@example.com", client)
+    assert "Verify your email address to claim the daily bonus." in client.get(reverse("accounts:dashboard")).text
+    refused = client.post(reverse("billing:daily-bonus"), follow=True).text
+    assert "Verify your email address first: the daily bonus goes to verified accounts." in refused
+    assert _spark("bonus@example.com") == 0
+    assert not LedgerEntry.objects.filter(kind="daily_bonus").exists()
+
+    client.get(_link(mailoutbox[0]))
+    claimed = client.post(reverse("billing:daily-bonus"), follow=True).text
+    assert "Daily bonus claimed: +50 Spark" in claimed
+    assert _spark("bonus@example.com") == Decimal("150")
