@@ -43,7 +43,6 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("accounts:dashboard")
     form = SignupForm(request.POST or None)
-    status = 200
     if request.method == "POST" and form.is_valid():
         try:
             user = user_signup(
@@ -55,12 +54,18 @@ def signup(request):
             form.add_error("email", EMAIL_TAKEN)
         except SignupThrottled as throttled:
             form.add_error(None, str(throttled))
-            status = 429
+            page = render(request, "accounts/signup.html", {"form": form}, status=429)
+            return _retry_after(page, throttled.retry_after)
         else:
             email_verification_send(user=user, site_url=request.build_absolute_uri("/"))
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("accounts:dashboard")
-    return render(request, "accounts/signup.html", {"form": form}, status=status)
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+def _retry_after(response, seconds: int):
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 @never_cache
@@ -84,7 +89,7 @@ def email_verification_resend(request):
         sent = email_verification_send(user=request.user, site_url=request.build_absolute_uri("/"))
     except VerificationResendThrottled as throttled:
         messages.error(request, str(throttled))
-        return _dashboard(request, status=429)
+        return _retry_after(_dashboard(request, status=429), throttled.retry_after)
     if sent:
         messages.success(request, f"We sent a new verification link to {request.user.email}.")
     else:

@@ -14,6 +14,7 @@ from accounts.models import User
 from billing.models import LedgerEntry, Wallet
 from tests.accounts.factories import PASSWORD
 from tests.billing.test_concurrency import race
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
 THROTTLED = "Too many accounts were created from your network address in the last hour."
@@ -46,6 +47,7 @@ def test_the_sixth_signup_from_one_address_within_an_hour_is_refused_and_another
     assert refused.status_code == 429
     assert THROTTLED in refused.content.decode()
     assert "Try again in 60 minutes." in refused.content.decode()
+    assert 3590 <= int(refused["Retry-After"]) <= 3601
     assert not User.objects.filter(email="farm5@example.com").exists()
 
     assert _signup("neighbour@example.com", REMOTE_ADDR="198.51.100.8").status_code == 302
@@ -139,6 +141,7 @@ def test_resend_is_throttled_per_account(client, mailoutbox, settings):
     refused = client.post(reverse("accounts:email_verification_resend"))
     assert refused.status_code == 429
     assert "A verification email was sent moments ago. You can ask for another in" in refused.content.decode()
+    assert 1 <= int(refused["Retry-After"]) <= 61
     assert len(mailoutbox) == 1
 
     settings.EMAIL_VERIFICATION_RESEND_SECONDS = 0
@@ -164,3 +167,12 @@ def test_an_unverified_account_claims_no_daily_bonus_until_it_is_verified(client
     claimed = client.post(reverse("billing:daily-bonus"), follow=True).text
     assert "Daily bonus claimed: +50 Spark" in claimed
     assert _spark("bonus@example.com") == Decimal("150")
+
+
+def test_a_mail_server_that_cannot_be_reached_does_not_lose_the_signup(client, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
+    assert _signup("offline@example.com", client).status_code == 302
+    assert User.objects.get(email="offline@example.com").verification_sent_at is None  # resend is open at once
+    retried = client.post(reverse("accounts:email_verification_resend"), follow=True).text
+    assert "The email could not be sent just now. Please try again in a few minutes." in retried
