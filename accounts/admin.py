@@ -10,9 +10,17 @@ OPERATOR_DISABLED = "disabled by operator"
 class UserAdmin(admin.ModelAdmin):
     """Accounts are created by signup or `issue_api_key` (both create the key), never here."""
 
-    list_display = ["email", "is_active", "is_staff", "date_joined", "last_login"]
-    list_filter = ["is_active", "is_staff", "is_superuser"]
-    search_fields = ["email"]
+    list_display = [
+        "email",
+        "is_active",
+        "is_staff",
+        "date_joined",
+        "email_verified_at",
+        "signup_address",
+        "last_login",
+    ]
+    list_filter = ["is_active", "is_staff", "is_superuser", ("email_verified_at", admin.EmptyFieldListFilter)]
+    search_fields = ["email", "signup_address"]
     ordering = ["-date_joined"]
     fields = [
         "email",
@@ -22,9 +30,11 @@ class UserAdmin(admin.ModelAdmin):
         "groups",
         "default_token_type",
         "date_joined",
+        "email_verified_at",
+        "signup_address",
         "last_login",
     ]
-    readonly_fields = ["date_joined", "last_login"]
+    readonly_fields = ["date_joined", "email_verified_at", "signup_address", "last_login"]
     filter_horizontal = ["groups"]
 
     def has_add_permission(self, request):

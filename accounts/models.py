@@ -39,6 +39,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     default_token_type = models.CharField(
         max_length=8, choices=TokenTypePreference.choices, default=TokenTypePreference.AUTO
     )
+    # The starter grant is credited when the address is verified (accounts/verification.py).
+    email_verified_at = models.DateTimeField(null=True, blank=True)
+    verification_sent_at = models.DateTimeField(null=True, blank=True)
+    # Where the signup came from (None: made by an operator); signups per address are limited.
+    signup_address = models.GenericIPAddressField(null=True, blank=True)
 
     objects = UserManager()
 
@@ -47,6 +52,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         constraints = [models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique")]
+        indexes = [models.Index(fields=["signup_address", "date_joined"], name="accounts_user_signup_addr")]
 
     def __str__(self) -> str:
         return self.email

@@ -1,5 +1,8 @@
+import datetime
+
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.keys import decrypt_key, encrypt_key, generate_key, hash_secret
@@ -14,10 +17,30 @@ class ApiKeyLocked(Exception):
     """The owner tried to re-enable a key someone else disabled."""
 
 
+class SignupThrottled(Exception):
+    """Too many accounts from one client address within the hour."""
+
+    def __init__(self, retry_after: int):
+        minutes = max(1, -(-retry_after // 60))
+        super().__init__(
+            "Too many accounts were created from your network address in the last hour. "
+            f"Try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        )
+        self.retry_after = retry_after
+
+
+SIGNUP_WINDOW = datetime.timedelta(hours=1)
+
+
 @transaction.atomic
-def user_signup(*, email: str, password: str) -> User:
-    """Create an account with its API key. Callers validate the form; this re-checks the password."""
-    user = User(email=User.objects.normalize_email(email).lower())
+def user_signup(*, email: str, password: str, address: str | None = None) -> User:
+    """Create an account with its API key and empty wallets. Callers validate the form; this re-checks
+    the password. `address`: the client's, at most SIGNUP_LIMIT_PER_HOUR accounts each (raises
+    SignupThrottled); None (an operator's command) is not limited. The starter grant waits for the
+    email address to be verified (accounts.verification)."""
+    if address is not None:
+        _signup_address_check(address)
+    user = User(email=User.objects.normalize_email(email).lower(), signup_address=address)
     validate_password(password, user)
     user.set_password(password)
     user.save()
@@ -26,11 +49,30 @@ def user_signup(*, email: str, password: str) -> User:
     return user
 
 
-def _signup_hooks(user: User) -> None:
-    """Grants that come with a new account: its wallets and billing's starter grant."""
-    from billing.services import starter_grant_credit
+def _signup_address_check(address: str) -> None:
+    limit = settings.SIGNUP_LIMIT_PER_HOUR
+    if not limit:
+        return
+    if connection.vendor == "postgresql":
+        # Concurrent signups from one address count one after another (SQLite's writes already do).
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"accounts.signup:{address}"])
+    now = timezone.now()
+    recent = list(
+        User.objects.filter(signup_address=address, date_joined__gt=now - SIGNUP_WINDOW)
+        .order_by("date_joined")
+        .values_list("date_joined", flat=True)
+    )
+    if len(recent) >= limit:
+        frees_up = recent[len(recent) - limit] + SIGNUP_WINDOW
+        raise SignupThrottled(retry_after=max(1, int((frees_up - now).total_seconds()) + 1))
 
-    starter_grant_credit(user=user)
+
+def _signup_hooks(user: User) -> None:
+    """What billing opens with a new account: its wallets (empty until verification's starter grant)."""
+    from billing.services import wallets_ensure
+
+    wallets_ensure(user=user)
 
 
 def _audit(api_key: ApiKey, action: str, actor: User | None, reason: str = "") -> None:

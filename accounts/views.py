@@ -1,5 +1,6 @@
 from functools import wraps
 
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -15,6 +16,7 @@ from accounts.selectors import api_key_for_user
 from accounts.services import (
     OWNER_DISABLED,
     ApiKeyLocked,
+    SignupThrottled,
     api_key_create,
     api_key_disable,
     api_key_enable,
@@ -22,6 +24,14 @@ from accounts.services import (
     api_key_reveal,
     user_signup,
 )
+from accounts.verification import (
+    VerificationResendThrottled,
+    email_verification_send,
+    email_verification_user,
+    starter_grant_label,
+    user_email_verify,
+)
+from sogni_platform.addresses import request_client_address
 from sogni_platform.exceptions import error_body
 
 
@@ -35,13 +45,56 @@ def signup(request):
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user = user_signup(email=form.cleaned_data["email"], password=form.cleaned_data["password1"])
+            user = user_signup(
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+                address=request_client_address(request),
+            )
         except IntegrityError:  # the same email signed up concurrently
             form.add_error("email", EMAIL_TAKEN)
+        except SignupThrottled as throttled:
+            form.add_error(None, str(throttled))
+            page = render(request, "accounts/signup.html", {"form": form}, status=429)
+            return _retry_after(page, throttled.retry_after)
         else:
+            email_verification_send(user=user, site_url=request.build_absolute_uri("/"))
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("accounts:dashboard")
     return render(request, "accounts/signup.html", {"form": form})
+
+
+def _retry_after(response, seconds: int):
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+@never_cache
+def email_verify(request, token: str):
+    """The emailed link: GET, so that opening it is enough; opening it again credits nothing more."""
+    user = email_verification_user(token=token)
+    if user is None:
+        return render(request, "accounts/email_verify.html", {"verified": False}, status=400)
+    first = user_email_verify(user=user)
+    context = {"verified": True, "first": first, "email": user.email, "grant": starter_grant_label()}
+    return render(request, "accounts/email_verify.html", context)
+
+
+@login_required
+@require_POST
+def email_verification_resend(request):
+    if request.user.email_verified_at is not None:
+        messages.success(request, "Your email address is already verified.")
+        return redirect("accounts:dashboard")
+    try:
+        sent = email_verification_send(user=request.user, site_url=request.build_absolute_uri("/"))
+    except VerificationResendThrottled as throttled:
+        messages.error(request, str(throttled))
+        return _retry_after(_dashboard(request, status=429), throttled.retry_after)
+    if sent:
+        messages.success(request, f"We sent a new verification link to {request.user.email}.")
+    else:
+        messages.error(request, "The email could not be sent just now. Please try again in a few minutes.")
+    return redirect("accounts:dashboard")
 
 
 class LoginView(auth_views.LoginView):
@@ -62,15 +115,17 @@ def _first_model_id() -> str:
 
 @login_required
 def dashboard(request):
-    return render(
-        request,
-        "accounts/dashboard.html",
-        {
-            "api_key": api_key_for_user(user=request.user),
-            "base_url": request.build_absolute_uri("/v1"),
-            "example_model": _first_model_id(),
-        },
-    )
+    return _dashboard(request)
+
+
+def _dashboard(request, status: int = 200):
+    context = {
+        "api_key": api_key_for_user(user=request.user),
+        "base_url": request.build_absolute_uri("/v1"),
+        "example_model": _first_model_id(),
+        "starter_grant": starter_grant_label(),
+    }
+    return render(request, "accounts/dashboard.html", context, status=status)
 
 
 # The dialog's endpoints: POST only, CSRF-checked by the middleware, session login required, and they

@@ -44,6 +44,11 @@ class DailyBonusAlreadyClaimed(Exception):
         self.next_claim_at = next_claim_at
 
 
+class DailyBonusUnverified(Exception):
+    def __init__(self):
+        super().__init__("Verify your email address first: the daily bonus goes to verified accounts.")
+
+
 class HoldNotFound(LookupError):
     pass
 
@@ -220,10 +225,13 @@ def starter_grant_credit(*, user: User) -> LedgerEntry | None:
 
 @transaction.atomic
 def daily_bonus_claim(*, user: User, now: datetime.datetime | None = None) -> LedgerEntry:
-    """Credits settings.DAILY_BONUS_SPARK once per UTC day; raises DailyBonusAlreadyClaimed otherwise.
+    """Credits settings.DAILY_BONUS_SPARK once per UTC day to a verified account; raises
+    DailyBonusUnverified or DailyBonusAlreadyClaimed otherwise.
 
     The unique (user, day) claim row is the guard: concurrent claims block on it and all but one fail.
     """
+    if user.email_verified_at is None:
+        raise DailyBonusUnverified
     now = now or timezone.now()
     day = now.astimezone(datetime.UTC).date()
     try:

@@ -10,7 +10,12 @@ from django.views.decorators.http import require_POST
 from accounts.models import TokenTypePreference
 from billing.checkout import PACKAGES, CheckoutUnavailable, checkout_session_create
 from billing.selectors import next_daily_bonus_at
-from billing.services import DailyBonusAlreadyClaimed, daily_bonus_claim, user_default_token_type_set
+from billing.services import (
+    DailyBonusAlreadyClaimed,
+    DailyBonusUnverified,
+    daily_bonus_claim,
+    user_default_token_type_set,
+)
 from billing.templatetags.billing_tags import until
 
 TAG = "billing"
@@ -35,6 +40,8 @@ def daily_bonus(request):
             f"(in {until(refused.next_claim_at)}).",
             extra_tags=TAG,
         )
+    except DailyBonusUnverified as refused:
+        messages.error(request, str(refused), extra_tags=TAG)
     else:
         messages.success(
             request,

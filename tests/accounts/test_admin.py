@@ -1,10 +1,11 @@
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from accounts.admin import OPERATOR_DISABLED
 from accounts.models import ApiKey, ApiKeyAuditEvent
 from accounts.selectors import api_key_authenticate
-from tests.accounts.factories import signed_up
+from tests.accounts.factories import PASSWORD, signed_up
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +80,15 @@ def test_staff_without_change_permission_cannot_run_the_actions(client, django_u
     assert client.get(changelist).status_code == 200
     client.post(changelist, {"action": "disable_keys", "_selected_action": [user.api_key.pk]})
     assert api_key_authenticate(raw).user == user
+
+
+def test_operators_find_accounts_by_signup_address_and_see_which_are_unverified(client, operator):
+    for n in range(2):
+        form = {"email": f"farm{n}@example.com", "password1": PASSWORD, "password2": PASSWORD}
+        Client(REMOTE_ADDR="198.51.100.23").post(reverse("accounts:signup"), form, REMOTE_ADDR="198.51.100.23")
+    signed_up("ada@example.com")
+    changelist = reverse("admin:accounts_user_changelist")
+    found = client.get(changelist, {"q": "198.51.100.23"}).content.decode()
+    assert "farm0@example.com" in found and "farm1@example.com" in found and "ada@example.com" not in found
+    unverified = client.get(changelist, {"email_verified_at__isempty": "1"}).content.decode()
+    assert "farm0@example.com" in unverified and "ada@example.com" not in unverified

@@ -1,3 +1,4 @@
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -6,6 +7,7 @@ from django.core.management import CommandError, call_command
 from accounts.models import ApiKeyAuditEvent, User
 from accounts.selectors import api_key_authenticate
 from accounts.services import api_key_disable
+from billing.models import LedgerEntry, Wallet
 from tests.accounts.factories import signed_up
 
 pytestmark = pytest.mark.django_db
@@ -17,11 +19,15 @@ def _issue(email: str) -> str:
     return out.getvalue().strip()
 
 
-def test_creates_the_account_and_prints_only_a_usable_key():
+def test_creates_the_account_verified_and_funded_and_prints_only_a_usable_key(mailoutbox):
     key = _issue("New@Example.com")
     user = User.objects.get()
     assert user.email == "new@example.com"
     assert user.has_usable_password()
+    assert user.email_verified_at is not None and mailoutbox == []
+    spark = Wallet.objects.get(user=user, token_type="spark")
+    assert spark.balance == Decimal("100")
+    assert list(LedgerEntry.objects.filter(wallet=spark).values_list("kind", flat=True)) == ["starter_grant"]
     assert api_key_authenticate(key).user == user
     reveal = ApiKeyAuditEvent.objects.filter(api_key=user.api_key, action="revealed").get()
     assert reveal.actor is None and "issue_api_key" in reveal.reason

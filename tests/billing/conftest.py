@@ -23,11 +23,11 @@ def sogni_rate():
 
 @pytest.fixture
 def make_user(db):
-    from accounts.services import user_signup
+    from tests.accounts.factories import verified_signup
 
     counter = iter(range(10_000))
 
     def make(email: str | None = None, password: str = "correct horse battery"):
-        return user_signup(email=email or f"user{next(counter)}@example.com", password=password)
+        return verified_signup(email=email or f"user{next(counter)}@example.com", password=password)
 
     return make

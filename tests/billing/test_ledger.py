@@ -7,6 +7,8 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from accounts.models import TokenType
+from accounts.services import user_signup
+from accounts.verification import user_email_verify
 from billing.models import Hold, LedgerEntry, Wallet
 from billing.pricing import estimate_usd
 from billing.selectors import token_type_requested
@@ -36,10 +38,14 @@ def model(catalog):
     return LlmModel.objects.get(pk=MODEL_ID)
 
 
-def test_signup_grants_100_spark_once_and_opens_both_wallets(make_user, settings):
-    user = make_user()
+def test_signup_opens_both_wallets_empty_and_verification_grants_100_spark_once(make_user, settings):
+    user = user_signup(email="unverified@example.com", password="correct horse battery")
+    assert (wallet(user).balance, wallet(user, TokenType.SOGNI).balance) == (0, 0)
+    assert not LedgerEntry.objects.filter(wallet__user=user).exists()
+    user_email_verify(user=user)
     assert wallet(user).balance == Decimal("100")
     assert wallet(user, TokenType.SOGNI).balance == 0
+    user_email_verify(user=user)
     starter_grant_credit(user=user)
     assert wallet(user).balance == Decimal("100")
     assert list(LedgerEntry.objects.filter(wallet__user=user).values_list("kind", flat=True)) == ["starter_grant"]

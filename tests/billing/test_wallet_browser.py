@@ -14,6 +14,7 @@ import pytest
 
 from accounts.services import user_signup
 from billing.models import TopUp
+from tests.accounts.factories import verified_signup
 from tests.support.processes import free_port, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -84,7 +85,7 @@ def spark_available(page) -> str:
 def test_daily_bonus_rises_once_then_refuses_with_the_next_claim_time(
     transactional_db, platform_url, browser_context, page
 ):
-    user_signup(email="bonus@example.com", password=PASSWORD)
+    verified_signup(email="bonus@example.com", password=PASSWORD)
     first = page
     log_in(first, platform_url, "bonus@example.com")
     second = browser_context.new_page()  # a second tab, still showing the button

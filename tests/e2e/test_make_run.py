@@ -2,6 +2,7 @@
 (no DATABASE_URL, no REDIS_URL, no secrets), a fresh data folder, then the README's quick test."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,14 +44,13 @@ def gone(pid: int) -> bool:
     return False
 
 
-@pytest.fixture
-def runlocal(tmp_path):
+def _runlocal(tmp_path, *args: str):
     env = clean_env(tmp_path / "data")
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"runlocal-{uuid.uuid4().hex[:8]}.log"
     popen = subprocess.Popen(
-        manage("runlocal", "--port", str(port)),
+        manage("runlocal", "--port", str(port), *args),
         cwd=ROOT,
         env=env,
         stdout=log_path.open("w"),
@@ -64,15 +64,28 @@ def runlocal(tmp_path):
         process.popen.wait(10)
 
 
-def test_runlocal_serves_the_quick_test_with_its_local_worker_and_stops_cleanly(runlocal, tmp_path):
-    env, url = runlocal.extra["env"], f"http://127.0.0.1:{runlocal.extra['port']}"
+@pytest.fixture
+def runlocal(tmp_path):
+    yield from _runlocal(tmp_path)
 
+
+@pytest.fixture
+def runlocal_no_worker(tmp_path):
+    yield from _runlocal(tmp_path, "--no-worker")
+
+
+def wait_ready(runlocal: Process) -> None:
     def ready() -> bool:
         if not runlocal.alive():
             raise RuntimeError(f"runlocal exited with {runlocal.popen.returncode}:\n{runlocal.log()}")
         return READY in runlocal.log()
 
     wait_until(ready, timeout=300, interval=0.5, what="runlocal ready")
+
+
+def test_runlocal_serves_the_quick_test_with_its_local_worker_and_stops_cleanly(runlocal, tmp_path):
+    env, url = runlocal.extra["env"], f"http://127.0.0.1:{runlocal.extra['port']}"
+    wait_ready(runlocal)
     assert (tmp_path / "data" / "db.sqlite3").exists(), "the embedded mode keeps its database in SOGNI_DATA_DIR"
 
     issued = subprocess.run(
@@ -102,3 +115,27 @@ def test_runlocal_serves_the_quick_test_with_its_local_worker_and_stops_cleanly(
     runlocal.popen.wait(120)
     assert runlocal.popen.returncode == 0, runlocal.log()
     wait_until(lambda: all(gone(pid) for pid in children), timeout=10, what="runlocal's children gone")
+
+
+def test_a_signup_finds_its_verification_link_where_runlocal_says_and_it_credits_the_grant(runlocal_no_worker):
+    url = f"http://127.0.0.1:{runlocal_no_worker.extra['port']}"
+    wait_ready(runlocal_no_worker)
+    assert f"Sign up at {url}/signup/. Emails (the verification link) are printed here." in runlocal_no_worker.log()
+
+    with httpx.Client(base_url=url, timeout=30) as browser:
+        browser.get("/signup/")
+        form = {"email": "visitor@example.com", "password1": "correct horse battery staple"}
+        form |= {"password2": form["password1"], "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+        assert browser.post("/signup/", data=form).headers["location"] == "/dashboard/"
+        dashboard = browser.get("/dashboard/").text
+        assert "Your 100 Spark starter grant awaits verification" in dashboard
+        assert re.search(r'data-token-type="spark">\s*<th[^>]*>Spark</th>\s*<td class="available">0<', dashboard)
+
+        links = re.compile(re.escape(url) + r"/verify-email/[^/\s]+/")
+        wait_until(lambda: links.search(runlocal_no_worker.log()), timeout=10, what="the email on the console")
+        for _ in range(2):  # the second opening credits nothing more
+            assert "Email address verified" in browser.get(links.search(runlocal_no_worker.log()).group()).text
+        dashboard = browser.get("/dashboard/").text
+        assert "awaits verification" not in dashboard
+        assert re.search(r'data-token-type="spark">\s*<th[^>]*>Spark</th>\s*<td class="available">100<', dashboard)
+        assert dashboard.count("Starter grant") == 1

@@ -91,9 +91,10 @@ class Account:
 
 
 def account_create(*, email: str) -> Account:
-    from accounts.services import api_key_reveal, user_signup
+    from accounts.services import api_key_reveal
+    from tests.accounts.factories import verified_signup
 
-    user = user_signup(email=email, password=PASSWORD)
+    user = verified_signup(email=email, password=PASSWORD)
     return Account(user=user, key=api_key_reveal(api_key=user.api_key, actor=user))
 
 

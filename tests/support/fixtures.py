@@ -35,6 +35,7 @@ def live_env(django_db_setup) -> dict[str, str]:
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "CHANNEL_LAYER_PREFIX": settings.CHANNEL_LAYER_PREFIX,
         "DJANGO_DEBUG": "0",
+        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",  # emails land in the process's log
         "PYTHONUNBUFFERED": "1",
     }
 

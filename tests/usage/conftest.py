@@ -34,9 +34,9 @@ def sogni_rate(db):
 
 @pytest.fixture
 def make_user(db):
-    from accounts.services import user_signup
+    from tests.accounts.factories import verified_signup
 
     def make(email: str):
-        return user_signup(email=email, password=PASSWORD)
+        return verified_signup(email=email, password=PASSWORD)
 
     return make

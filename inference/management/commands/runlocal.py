@@ -228,12 +228,17 @@ class Command(BaseCommand):
             else "No local worker (--no-worker)."
         )
         body = json.dumps({"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "Say hello"}]})
+        emails = {
+            "django.core.mail.backends.console.EmailBackend": "Emails (the verification link) are printed here.",
+            "django.core.mail.backends.smtp.EmailBackend": f"Emails go out by SMTP via {settings.EMAIL_HOST}.",
+        }.get(settings.EMAIL_BACKEND, f"Emails go to {settings.EMAIL_BACKEND}.")
         self.stdout.write(
             "\n".join(
                 [
                     "",
                     f"Sogni platform running at {url}  [{mode}]",
                     worker,
+                    f"Sign up at {url}/signup/. {emails}",
                     f"Get an API key:  KEY=$({python} manage.py issue_api_key you@example.com)",
                     f'Quick test:      curl {url}/v1/chat/completions -H "Authorization: Bearer $KEY" '
                     f"-H \"Content-Type: application/json\" -d '{body}'",
