@@ -375,7 +375,8 @@ def job_settle(*, job_id: str, prompt_tokens: int, completion_tokens: int, worke
     Usage is priced as the hold was: the model's prices and the token's USD rate when it was taken.
 
     The charge never exceeds the hold. If `worker_owner_id` is given, that user's SOGNI wallet earns a
-    `reward`: settings.WORKER_REWARD_SHARE of the USD charged, at the current SOGNI rate. Idempotent: a
+    `reward`: settings.WORKER_REWARD_SHARE of the USD charged, at the current SOGNI rate; nothing when
+    the owner is the paying account itself. Idempotent: a
     hold that is no longer open is returned unchanged. Raises HoldNotFound for an unknown job id.
     """
     # No savepoint inside a caller's transaction: any error here fails that transaction as a whole.
@@ -402,7 +403,9 @@ def _settle(hold: Hold, *, prompt_tokens: int, completion_tokens: int, worker_ow
     cost = usd_to_tokens(usd, hold.wallet.token_type, rate=hold.usd_per_token)
     charge = min(cost, hold.amount)
     usd_charged = usd if cost <= hold.amount else hold.usd_estimate
-    reward, escrow = _reward_terms(hold, usd_charged=usd_charged) if worker_owner_id else (ZERO, ZERO)
+    # An owner serving their own account earns nothing: a reward paid from oneself is farming.
+    earns = worker_owner_id is not None and worker_owner_id != hold.wallet.user_id
+    reward, escrow = _reward_terms(hold, usd_charged=usd_charged) if earns else (ZERO, ZERO)
     hold.status, hold.closed_at = Hold.Status.SETTLED, timezone.now()
     hold.charged, hold.usd_charged, hold.reward = charge, usd_charged, reward
     hold.prompt_tokens, hold.completion_tokens, hold.worker_owner_id = prompt_tokens, completion_tokens, worker_owner_id
