@@ -175,7 +175,7 @@ def dispute(dispute_id: str, intent: str, *, cents: int = 1000, status: str = "n
     }
 
 
-def test_a_lost_dispute_takes_the_spark_back_once_and_a_won_one_nothing(client, make_user):
+def test_a_lost_dispute_takes_the_spark_back_once_and_a_won_one_nothing(client, make_user, admin_client):
     loser, winner = make_user(), make_user()
     post(client, event("evt_p1", "checkout.session.completed", session("cs_l", loser, intent="pi_l")))
     post(client, event("evt_p2", "checkout.session.completed", session("cs_w", winner, intent="pi_w")))
@@ -197,6 +197,7 @@ def test_a_lost_dispute_takes_the_spark_back_once_and_a_won_one_nothing(client, 
     assert TopUp.objects.get(session_id="cs_l").status == "disputed"
     assert TopUp.objects.get(session_id="cs_w").status == "paid"
     assert loser.api_key.is_enabled and not AccountDebt.objects.exists()
+    assert "Dispute lost" in admin_client.get("/admin/billing/topup/?status=disputed").content.decode()
 
 
 def test_a_lost_dispute_beyond_the_balance_records_debt_and_suspends_the_key(client, make_user, catalog):
