@@ -177,13 +177,14 @@ class ChatSession:
         except BaseException:
             await reader.close()
             raise
-        state = await ratelimit_tokens_reserve_async(
-            state=state, user_id=job.user_id, tokens=job.prompt_tokens_estimate + job.max_tokens
-        )
         session = cls(job=job, model=model, chat=chat, reader=reader, ratelimit_state=state)
         opened = chat_sessions.get()
         if opened is not None:
             opened.append(session)
+        # Registered first: a client leaving during the reservation still gets its session closed.
+        session.ratelimit_state = await ratelimit_tokens_reserve_async(
+            state=state, user_id=job.user_id, tokens=job.prompt_tokens_estimate + job.max_tokens
+        )
         return session
 
     @classmethod
