@@ -130,7 +130,16 @@ class StripeEventAdmin(ReadOnlyAdmin):
 
 @admin.register(TopUp)
 class TopUpAdmin(ReadOnlyAdmin):
-    list_display = ["session_id", "user", "usd_cents", "spark", "spark_refunded", "status", "created_at"]
+    list_display = [
+        "session_id",
+        "user",
+        "usd_cents",
+        "spark",
+        "spark_refunded",
+        "spark_disputed",
+        "status",
+        "created_at",
+    ]
     list_filter = ["status"]
     search_fields = ["session_id", "payment_intent", "user__email"]
 

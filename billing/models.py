@@ -165,6 +165,10 @@ class TopUp(models.Model):
         PAID = "paid"
         FAILED = "failed"
         REFUNDED = "refunded"
+        DISPUTED = "disputed", "Dispute lost"
+
+    # The Spark was credited: refunds and lost disputes may take it back.
+    CREDITED = (Status.PAID, Status.REFUNDED, Status.DISPUTED)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     session_id = models.CharField(max_length=255, unique=True)
@@ -172,6 +176,8 @@ class TopUp(models.Model):
     usd_cents = models.PositiveIntegerField()
     spark = models.DecimalField(**AMOUNT)
     spark_refunded = models.DecimalField(**AMOUNT, default=ZERO)
+    # Taken back by a lost dispute (a charge has at most one).
+    spark_disputed = models.DecimalField(**AMOUNT, default=ZERO)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)

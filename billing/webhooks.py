@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from billing.models import StripeEvent
-from billing.services import TopUpUnknown, topup_credit, topup_failed, topup_refund
+from billing.services import TopUpUnknown, topup_credit, topup_dispute_lose, topup_failed, topup_refund
 
 logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300
@@ -24,16 +24,46 @@ def _bad_request(message: str) -> JsonResponse:
     )
 
 
+# The outcome of a refund or dispute event whose charge has no credited top-up: stored, and applied
+# when its checkout session completes (the events of one payment arrive in any order).
+DEFERRED = "deferred: no credited top-up for this charge yet"
+
+
 def _checkout_paid(obj: dict, event_id: str) -> str:
     user_id = (obj.get("metadata") or {}).get("user_id") or obj.get("client_reference_id")
+    payment_intent = obj.get("payment_intent") or ""
     entry = topup_credit(
         session_id=obj["id"],
         user_id=int(user_id) if str(user_id or "").isdigit() else 0,
         usd_cents=int(obj.get("amount_total") or 0),
-        payment_intent=obj.get("payment_intent") or "",
+        payment_intent=payment_intent,
         stripe_event_id=event_id,
     )
-    return f"credited {entry.amount:f} Spark" if entry else "already credited"
+    if entry is None:
+        return "already credited"
+    return f"credited {entry.amount:f} Spark" + _deferred_apply(payment_intent)
+
+
+def _deferred_apply(payment_intent: str) -> str:
+    """Apply the deferred events of a payment just credited (its lock is held to the commit)."""
+    if not payment_intent:
+        return ""
+    deferred = StripeEvent.objects.select_for_update().filter(
+        outcome=DEFERRED, payload__data__object__payment_intent=payment_intent
+    )
+    applied = 0
+    for stored in deferred.order_by("received_at", "id"):
+        stored.outcome = HANDLERS[stored.type](stored.payload["data"]["object"], stored.id)
+        stored.save(update_fields=["outcome"])
+        applied += 1
+    return f"; {applied} deferred event(s) applied" if applied else ""
+
+
+def _taken_back(result: tuple | None) -> str:
+    if result is None:
+        return DEFERRED
+    debited, debt = result
+    return f"debited {debited:f} Spark" + (f", debt {debt.amount:f} recorded, API key suspended" if debt else "")
 
 
 def on_checkout_completed(obj: dict, event_id: str) -> str:
@@ -53,16 +83,34 @@ def on_async_payment_failed(obj: dict, event_id: str) -> str:
 
 
 def on_charge_refunded(obj: dict, event_id: str) -> str:
-    result = topup_refund(
-        payment_intent=obj.get("payment_intent") or "",
-        amount_refunded_cents=int(obj.get("amount_refunded") or 0),
-        charge_id=obj["id"],
-        stripe_event_id=event_id,
+    return _taken_back(
+        topup_refund(
+            payment_intent=obj.get("payment_intent") or "",
+            amount_refunded_cents=int(obj.get("amount_refunded") or 0),
+            charge_id=obj["id"],
+            stripe_event_id=event_id,
+        )
     )
-    if result is None:
-        return "refund of a charge that bought no Spark"
-    debited, debt = result
-    return f"debited {debited:f} Spark" + (f", debt {debt.amount:f} recorded, API key suspended" if debt else "")
+
+
+def on_dispute_created(obj: dict, event_id: str) -> str:
+    # The Spark stays until the dispute is lost: most are won or withdrawn, and a loss the balance
+    # cannot cover becomes a debt that suspends the key.
+    return f"dispute opened ({obj.get('status')}); the Spark is taken back if it is lost"
+
+
+def on_dispute_closed(obj: dict, event_id: str) -> str:
+    if obj.get("status") != "lost":
+        return f"dispute closed ({obj.get('status')}); nothing taken back"
+    return _taken_back(
+        topup_dispute_lose(
+            payment_intent=obj.get("payment_intent") or "",
+            dispute_id=obj["id"],
+            amount_cents=int(obj["amount"]),
+            charge_id=str(obj.get("charge") or ""),
+            stripe_event_id=event_id,
+        )
+    )
 
 
 HANDLERS = {
@@ -70,6 +118,8 @@ HANDLERS = {
     "checkout.session.async_payment_succeeded": on_async_payment_succeeded,
     "checkout.session.async_payment_failed": on_async_payment_failed,
     "charge.refunded": on_charge_refunded,
+    "charge.dispute.created": on_dispute_created,
+    "charge.dispute.closed": on_dispute_closed,
 }
 
 

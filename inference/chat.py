@@ -35,7 +35,11 @@ from inference.services import job_cancel, job_expire
 from inference.services.jobs import job_insert, job_new
 from inference.services.leases import job_outcome_read
 from inference.services.opening import job_open_at_once
-from ratelimits.services import ratelimit_check_request, ratelimit_consume_tokens_async
+from ratelimits.services import (
+    ratelimit_check_request,
+    ratelimit_tokens_correct_async,
+    ratelimit_tokens_reserve_async,
+)
 from sogni_platform.durability import skip_commit_flush
 from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 
@@ -154,7 +158,9 @@ class ChatSession:
         self.ratelimit_state = ratelimit_state  # for the middleware's x-ratelimit-* headers
         self.ended = False
         self.closed = False
-        self.used_tokens = 0
+        self.used_tokens = 0  # the job's usage, once done
+        # What the client got before an unfinished job ended: its prompt and the tokens delivered.
+        self.prompt_tokens, self.max_tokens, self.delivered_tokens = job.prompt_tokens_estimate, job.max_tokens, 0
 
     @classmethod
     async def open(cls, *, headers, chat: ChatRequest) -> "ChatSession":
@@ -176,6 +182,10 @@ class ChatSession:
         opened = chat_sessions.get()
         if opened is not None:
             opened.append(session)
+        # Registered first: a client leaving during the reservation still gets its session closed.
+        session.ratelimit_state = await ratelimit_tokens_reserve_async(
+            state=state, user_id=job.user_id, tokens=job.prompt_tokens_estimate + job.max_tokens
+        )
         return session
 
     @classmethod
@@ -230,6 +240,8 @@ class ChatSession:
                 deadline = loop.time() + settings.JOB_QUEUE_TIMEOUT
             elif kind in (relay.REPLY_DONE, relay.REPLY_ERROR):
                 self.ended = True
+            elif kind == relay.REPLY_DELTA:
+                self.delivered_tokens += message.get("tokens", 0)
             yield message
             if self.ended:
                 return
@@ -294,8 +306,10 @@ class ChatSession:
         if self.closed:
             return
         self.closed = True
-        if self.used_tokens:
-            await ratelimit_consume_tokens_async(user_id=self.user_id, tokens=self.used_tokens)
+        used = self.used_tokens
+        if not used and self.delivered_tokens:  # cancelled or failed after the first token
+            used = self.prompt_tokens + min(self.delivered_tokens, self.max_tokens)
+        await ratelimit_tokens_correct_async(state=self.ratelimit_state, user_id=self.user_id, used=used)
         try:
             if not self.ended:
                 self.ended = True

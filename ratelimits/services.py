@@ -8,8 +8,12 @@ a limiter outage must not become an API outage.
     state = ratelimit_check_request(api_key=api_key, tokens=estimate)   # raises a 429 ApiError
     request.ratelimit_state = state     # optional: the middleware adds x-ratelimit-* headers
     ratelimit_consume_tokens(user_id=..., tokens=usage.total_tokens)   # after the work
+
+A chat request reserves its worst case once its job is open (ratelimit_tokens_reserve_async) and
+corrects it to what it used when it ends (ratelimit_tokens_correct_async), however it ends.
 """
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -36,6 +40,7 @@ class RateLimitState:
     limits: Limits
     requests: WindowResult | None
     tokens: WindowResult | None
+    reserved: int = 0  # tokens reserved in the window's bucket `tokens.second`
 
     def headers(self) -> dict[str, str]:
         headers = {}
@@ -165,6 +170,39 @@ async def ratelimit_consume_tokens_async(*, user_id: int, tokens: int) -> None:
         await window_hit_async(key=_key("tokens", user_id), limit=0, amount=int(tokens), mode=Mode.ADD)
     except RedisError as exc:
         logger.warning("rate limits: Redis unreachable (%s); %s tokens not counted", exc, tokens)
+
+
+async def ratelimit_tokens_reserve_async(
+    *, state: RateLimitState | None, user_id: int, tokens: int
+) -> RateLimitState | None:
+    """Take a started request's worst case (`tokens`) in the account's tokens-per-minute window, so
+    concurrent requests see it; the state returned (headers included) counts it. No limit, nothing taken."""
+    if state is None or state.tokens is None or tokens <= 0:
+        return state
+    try:
+        result = await window_hit_async(key=_key("tokens", user_id), limit=0, amount=int(tokens), mode=Mode.ADD)
+    except RedisError as exc:
+        logger.warning("rate limits: Redis unreachable (%s); %s tokens not reserved", exc, tokens)
+        return state
+    return dataclasses.replace(state, tokens=result, reserved=int(tokens))
+
+
+async def ratelimit_tokens_correct_async(*, state: RateLimitState | None, user_id: int, used: int) -> None:
+    """A request ended having used `used` tokens: its reservation becomes that (in the bucket it
+    was taken in, so it leaves the window when the reservation would have); without one, `used` is added."""
+    reserved = state.reserved if state is not None else 0
+    if not reserved:
+        await ratelimit_consume_tokens_async(user_id=user_id, tokens=used)
+        return
+    if used > reserved:
+        await ratelimit_consume_tokens_async(user_id=user_id, tokens=used - reserved)
+        return
+    try:
+        await window_hit_async(
+            key=_key("tokens", user_id), limit=0, amount=int(used) - reserved, mode=Mode.ADJUST, at=state.tokens.second
+        )
+    except RedisError as exc:
+        logger.warning("rate limits: Redis unreachable (%s); reservation of %s tokens not corrected", exc, reserved)
 
 
 def account_limits_set(

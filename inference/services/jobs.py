@@ -151,20 +151,20 @@ def _job_bill(job: Job) -> Hold | None:
     """Settle the hold (billing's job_id is str(job.id)) for the tokens the client got, or release it.
 
     Completed: prompt + completion, the worker's owner earns its share. Cancelled by the client after
-    tokens were delivered: the delivered completion tokens, the owner earns its share of them.
-    Failed after delivery (the worker broke off): the delivered completion tokens, the owner earns
-    nothing. The prompt of an unfinished job is not charged: only the worker's final usage counts it,
-    and an estimate is not charged. Nothing delivered: the hold is released in full.
+    tokens were delivered: the prompt (job_fail records the platform's count) and the delivered
+    completion tokens, the owner earns its share. Failed after delivery (the worker broke off): the
+    delivered completion tokens only, the owner earns nothing. Nothing delivered: the hold is
+    released in full.
     """
     job_id = str(job.id)
     completion_tokens = min(job.completion_tokens, job.max_tokens)
     try:
         if job.status == Job.Status.COMPLETED or completion_tokens > 0:
-            completed = job.status == Job.Status.COMPLETED
-            earns = job.worker_id is not None and job.status in (Job.Status.COMPLETED, Job.Status.CANCELLED)
+            served = job.status in (Job.Status.COMPLETED, Job.Status.CANCELLED)
+            earns = served and job.worker_id is not None
             return job_settle(
                 job_id=job_id,
-                prompt_tokens=job.prompt_tokens if completed else 0,
+                prompt_tokens=job.prompt_tokens if served else 0,
                 completion_tokens=completion_tokens,
                 worker_owner_id=job.worker.owner_id if earns else None,
             )
@@ -261,19 +261,22 @@ def job_fail(
     """End a job that has not finished, with an error the waiting request reports.
 
     With `channel_name`, only while that worker connection holds the job. `completion_tokens` are
-    the tokens already delivered to the client.
+    the tokens already delivered to the client. Cancelled (the client left) after the first token,
+    the prompt is billed at the platform's count of it.
     """
     with transaction.atomic():
         statuses = Job.ACTIVE if channel_name else (Job.Status.QUEUED, *Job.ACTIVE)
         job = _locked(job_id, channel_name=channel_name, statuses=statuses)
         if job is None:
             return None
+        delivered = min(completion_tokens, job.max_tokens)
         _job_end(
             job,
             status=status,
             error_code=code,
             error_message=message[:2000],
-            completion_tokens=min(completion_tokens, job.max_tokens),
+            prompt_tokens=job.prompt_tokens_estimate if status == Job.Status.CANCELLED and delivered else 0,
+            completion_tokens=delivered,
             first_token_at=job.first_token_at or first_token_at,
         )
         if notify:

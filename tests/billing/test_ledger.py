@@ -84,24 +84,24 @@ def test_hold_settle_charges_usage_releases_rest_and_rewards_the_worker(make_use
     assert LedgerEntry.objects.filter(job_id="job-1").count() == 4
 
 
-def test_an_owner_paying_in_sogni_for_their_own_workers_job_gets_every_entry_on_one_wallet_in_order(
+def test_an_owner_paying_in_sogni_for_their_own_workers_job_pays_the_price_and_earns_nothing(
     make_user, model, sogni_rate, settings
 ):
     settings.WORKER_PROBATION_DAYS = 0
     owner = make_user()
     wallet_adjust(wallet=wallet(owner, TokenType.SOGNI), amount=Decimal("10"), reason="test", operator=owner, key="k")
     job_hold(user=owner, job_id="job-own", model=model, prompt_tokens=1000, max_tokens=1000, token_type="sogni")
-    # Held: $0.0012 = 0.12 SOGNI. Charged: $0.000309 = 0.0309 SOGNI; earned: 70% of it, 0.02163 SOGNI.
-    job_settle(job_id="job-own", prompt_tokens=1000, completion_tokens=10, worker_owner_id=owner.pk)
+    # Held: $0.0012 = 0.12 SOGNI. Charged: $0.000309 = 0.0309 SOGNI; a reward paid to oneself is farming: none.
+    settled = job_settle(job_id="job-own", prompt_tokens=1000, completion_tokens=10, worker_owner_id=owner.pk)
 
     entries = LedgerEntry.objects.filter(job_id="job-own").order_by("id")
     assert [(e.kind, e.amount, e.held_change, e.balance_after, e.held_after) for e in entries] == [
         ("hold", 0, Decimal("0.12"), Decimal("10"), Decimal("0.12")),
         ("charge", Decimal("-0.0309"), Decimal("-0.0309"), Decimal("9.9691"), Decimal("0.0891")),
         ("release", 0, Decimal("-0.0891"), Decimal("9.9691"), Decimal("0")),
-        ("reward", Decimal("0.02163"), 0, Decimal("9.99073"), Decimal("0")),
     ]
-    assert (wallet(owner, TokenType.SOGNI).balance, wallet(owner, TokenType.SOGNI).held) == (Decimal("9.99073"), 0)
+    assert (settled.reward, settled.worker_owner_id) == (0, owner.pk)
+    assert (wallet(owner, TokenType.SOGNI).balance, wallet(owner, TokenType.SOGNI).held) == (Decimal("9.9691"), 0)
 
 
 def test_settle_never_charges_more_than_the_hold(make_user, model):

@@ -148,7 +148,7 @@ def test_a_worker_dying_mid_stream_charges_only_delivered_tokens_and_earns_nothi
     ledger_is_sound()
 
 
-def test_a_client_leaving_mid_stream_pays_for_what_it_got_and_the_worker_earns_its_share(
+def test_a_client_leaving_mid_stream_pays_its_prompt_and_what_it_got_and_the_worker_earns_its_share(
     workers, client, user, operator
 ):
     workers.start(
@@ -156,15 +156,18 @@ def test_a_client_leaving_mid_stream_pays_for_what_it_got_and_the_worker_earns_i
     )
     prices = client.models.retrieve(SCRIPTED).model_extra["pricing"]
     operator_start = balances(operator.user)
+    words_1500 = [{"role": "user", "content": " ".join(["word"] * 1500)}]
 
-    stream = client.chat.completions.create(model=SCRIPTED, messages=HI, max_tokens=200, stream=True)
+    stream = client.chat.completions.create(model=SCRIPTED, messages=words_1500, max_tokens=200, stream=True)
     _first_chunks(stream, 3)
     stream.close()
 
     wait_until(lambda: job_of(_only_job_public_id()).status == "cancelled", timeout=30, what="job cancelled")
     job = job_of(_only_job_public_id())
     assert 3 <= job.completion_tokens < 200
-    usd = expected_usd(prices, prompt_tokens=0, completion_tokens=job.completion_tokens)
+    # The prompt is charged at the platform's count of it.
+    assert job.prompt_tokens == job.prompt_tokens_estimate > 1500
+    usd = expected_usd(prices, prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens)
     assert entries_of(job)["charge"] == -in_tokens(usd, "spark", paying=True)
     reward = in_tokens(usd * Decimal("0.70"), "sogni", paying=False)
     assert balances(operator.user)["sogni"] == operator_start["sogni"] + reward

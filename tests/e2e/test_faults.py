@@ -173,7 +173,7 @@ def test_a_worker_killed_after_its_first_token_ends_the_stream_with_an_error_and
     job = Job.objects.get()
     assert job.status == Job.Status.FAILED
     assert 2 <= job.completion_tokens < 200
-    # Billed for the delivered completion tokens only (no prompt: the job never finished); the
+    # Billed for the delivered completion tokens only (no prompt: the worker broke off); the
     # worker earns nothing for a failed job.
     prices = client_for(fault_platform, user).models.retrieve(SCRIPTED).model_extra["pricing"]
     usd = expected_usd(prices, prompt_tokens=0, completion_tokens=job.completion_tokens)
