@@ -27,7 +27,6 @@ from inference.relay import REPLY_ASSIGNED, REPLY_DELTA
 from inference.services import (
     WorkerRefused,
     job_complete,
-    job_complete_later,
     job_fail,
     job_mark_running,
     job_requeue,
@@ -90,7 +89,6 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.worker_id: int | None = None
         self.owner = None
         self.jobs: dict[str, HeldJob] = {}
-        self.finishing: dict[str, float] = {}  # job id -> when its done went to Celery
         self.closing = False
         self.dropped = 0
         self.last_frame = time.monotonic()
@@ -120,7 +118,6 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             worker_id=self.worker_id,
             channel_name=self.channel_name,
             delivered=delivered,
-            finishing=list(self.finishing),
         )
         for _ in self.jobs:  # each job it held when it went away counts against the worker
             await _db(worker_fault_record)(worker_id=self.worker_id, kind="aborted")
@@ -268,26 +265,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             "reasoning_tokens": frame["reasoning_tokens"],
             "first_token_at": job.first_token_at,
         }
-        if not settings.CELERY_TASK_ALWAYS_EAGER:
-            try:
-                job_complete_later(**finish)
-            except Exception:
-                logger.exception("worker %s: could not hand job %s to Celery; completing it here", self.worker_id,
-                                 frame["job_id"])  # fmt: skip
-            else:
-                self._finishing(frame["job_id"])
-                return
-        # Off the frame loop: the other jobs' deltas need not wait for this one's settlement.
+        # Settled here, off the frame loop (the other jobs' deltas need not wait for it), not by Celery:
+        # a stream's end must not depend on the broker. A disconnect waits for it (self.background).
         self._in_background(_db(job_complete)(**finish))
-
-    def _finishing(self, job_id: str) -> None:
-        """Until Celery has completed it, a disconnect must not fail the job; after a lease, it has."""
-        now = time.monotonic()
-        self.finishing[job_id] = now
-        for old, since in list(self.finishing.items()):  # oldest first
-            if now - since < settings.JOB_LEASE_SECONDS:
-                break
-            del self.finishing[old]
 
     async def on_error(self, frame: dict) -> None:
         job = self.jobs.pop(frame["job_id"], None)

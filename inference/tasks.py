@@ -1,7 +1,5 @@
 """Celery tasks of the inference app: thin, take ids, call a service."""
 
-from datetime import datetime
-
 from celery import shared_task
 
 from inference.services.dispatch import job_dispatch, jobs_dispatch_queued
@@ -15,14 +13,6 @@ def dispatch_job_task(job_id: str) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def dispatch_queued_task(model_id: str) -> None:
     jobs_dispatch_queued(model_id=model_id)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def complete_job_task(*, first_token_at: str | None, **finish) -> None:
-    """A worker's `done`, handed over by its socket (job_complete_later)."""
-    from inference.services import job_complete
-
-    job_complete(first_token_at=datetime.fromisoformat(first_token_at) if first_token_at else None, **finish)
 
 
 @shared_task(acks_late=True, ignore_result=True)

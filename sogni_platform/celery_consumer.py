@@ -1,9 +1,8 @@
 """The Celery worker's broker consumer, reconnecting within seconds after a broker outage.
 
 Celery's consumer reconnects with kombu's defaults, waiting 2, 4, 6 … up to 30 seconds between
-attempts, so after a Redis restart a worker could sit idle for half a minute with work waiting. A
-worker's `done` is completed by Celery (inference.services.job_complete_later), so that idle time
-would be every stream's end.
+attempts, so after a Redis restart a worker could sit idle for half a minute while queued jobs wait
+for dispatch.
 """
 
 import functools

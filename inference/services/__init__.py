@@ -4,7 +4,6 @@ from inference.services.dispatch import job_dispatch, jobs_dispatch_queued
 from inference.services.jobs import (
     job_cancel,
     job_complete,
-    job_complete_later,
     job_create,
     job_expire,
     job_fail,
@@ -30,7 +29,6 @@ __all__ = [
     "WorkerRefused",
     "job_cancel",
     "job_complete",
-    "job_complete_later",
     "job_create",
     "job_dispatch",
     "job_expire",

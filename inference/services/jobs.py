@@ -7,7 +7,6 @@ in the transaction that changes its status, and settles or releases the job's bi
 import functools
 import logging
 import uuid
-from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -238,15 +237,6 @@ def job_complete(**finish) -> Job | None:
     return ended
 
 
-def job_complete_later(*, first_token_at: datetime | None, **finish) -> None:
-    """job_complete in a Celery worker: settlement is most of a request's database work, and the
-    socket's process has one core for relaying every stream. Raises if the broker is unreachable."""
-    from inference.tasks import complete_job_task
-
-    first_token = first_token_at.isoformat() if first_token_at else None
-    complete_job_task.apply_async(kwargs={**finish, "first_token_at": first_token}, retry=False)
-
-
 def job_fail(
     *,
     job_id: JobId,
@@ -352,18 +342,13 @@ def job_cancel(*, job_id: JobId) -> str | None:
         return job.worker_channel
 
 
-def release_connection_jobs(
-    *, channel_name: str, delivered: dict[str, int] | None, finishing: Collection[str] = ()
-) -> int:
+def release_connection_jobs(*, channel_name: str, delivered: dict[str, int] | None) -> int:
     """A worker connection is gone: jobs that produced no token go back to the queue, jobs that
-    streamed fail. `delivered` maps job ids to tokens relayed (None: not known, use the job status);
-    `finishing` jobs reported done and are being completed elsewhere (job_complete_later)."""
+    streamed fail. `delivered` maps job ids to tokens relayed (None: not known, use the job status)."""
     delivered = delivered or {}
     released = 0
     with transaction.atomic():
         jobs = Job.objects.select_for_update().filter(worker_channel=channel_name, status__in=Job.ACTIVE)
-        if finishing:
-            jobs = jobs.exclude(id__in=list(finishing))
         for job in jobs:
             job_key = str(job.id)
             if job_key in delivered or job.status == Job.Status.RUNNING:

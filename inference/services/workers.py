@@ -1,7 +1,6 @@
 """The worker registry: a connection registers, beats, drains and goes away."""
 
 import logging
-from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -100,21 +99,18 @@ def worker_set_draining(*, worker_id: int, channel_name: str) -> None:
     )
 
 
-def worker_disconnect(
-    *, worker_id: int, channel_name: str, delivered: dict[str, int], finishing: Collection[str] = ()
-) -> None:
+def worker_disconnect(*, worker_id: int, channel_name: str, delivered: dict[str, int]) -> None:
     """The connection closed (or died): the worker goes offline, then its jobs are released.
 
     Two transactions, in this order: once the first commits no dispatch can pick the worker, so the
     second sees every job ever sent to this connection. `delivered` maps each job that streamed
-    tokens to the number relayed; those fail, the others are requeued. `finishing` jobs reported done
-    and are completed by a Celery worker: left alone.
+    tokens to the number relayed; those fail, the others are requeued.
     """
     with transaction.atomic():
         Worker.objects.filter(pk=worker_id, channel_name=channel_name).exclude(status=Worker.Status.BANNED).update(
             status=Worker.Status.OFFLINE
         )
-    released = release_connection_jobs(channel_name=channel_name, delivered=delivered, finishing=finishing)
+    released = release_connection_jobs(channel_name=channel_name, delivered=delivered)
     Worker.objects.filter(pk=worker_id, channel_name=channel_name).update(in_flight=0)
     logger.info("worker %s disconnected; %s job(s) released", worker_id, released)
 

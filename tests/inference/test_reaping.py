@@ -9,11 +9,9 @@ from django.utils import timezone
 from inference.models import Job, Worker
 from inference.relay import REPLY_ERROR, REPLY_REQUEUED, ReplyReader
 from inference.services import (
-    job_complete,
     job_mark_running,
     job_requeue,
     jobs_expire_abandoned,
-    worker_disconnect,
 )
 from inference.tasks import reap_stale_task
 from tests.inference.platform import job_queued, run, worker_online
@@ -76,29 +74,6 @@ def test_an_abandoned_queued_job_is_expired(platform, customer):
     assert (message["type"], message["code"]) == (REPLY_ERROR, "no_worker_available")
     job.refresh_from_db()
     assert (job.status, job.error_code) == (Job.Status.FAILED, "no_worker_available")
-
-
-def test_a_disconnect_leaves_a_job_whose_done_celery_is_completing_to_be_completed(platform, operator, customer):
-    """The socket hands a `done` to Celery and the worker hangs up: the disconnect must not fail the
-    job the worker finished, only the one it left unfinished."""
-    worker = worker_online(operator.user, "w", slots=2)
-    finished, unfinished = job_queued(customer.user), job_queued(customer.user)
-    for job in (finished, unfinished):
-        job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=timezone.now())
-
-    worker_disconnect(
-        worker_id=worker.pk, channel_name=worker.channel_name, delivered={str(unfinished.id): 3},
-        finishing=[str(finished.id)],
-    )  # fmt: skip
-    finished.refresh_from_db()
-    unfinished.refresh_from_db()
-    assert (finished.status, unfinished.status) == (Job.Status.RUNNING, Job.Status.FAILED)
-
-    done = dict(finish_reason="stop", prompt_tokens=3, completion_tokens=2, reasoning_tokens=0, first_token_at=None)
-    assert job_complete(job_id=finished.id, channel_name=worker.channel_name, **done) is not None
-    finished.refresh_from_db()
-    assert (finished.status, finished.completion_tokens) == (Job.Status.COMPLETED, 2)
-    assert Worker.objects.get(pk=worker.pk).in_flight == 0
 
 
 def test_a_job_requeued_just_now_is_not_taken_for_abandoned_however_old_it_is(platform, operator, customer):
