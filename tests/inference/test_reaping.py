@@ -15,6 +15,7 @@ from inference.services import (
     jobs_expire_abandoned,
     worker_disconnect,
 )
+from inference.services.jobs import Relayed
 from inference.tasks import reap_stale_task
 from tests.inference.platform import job_queued, run, worker_online
 
@@ -87,14 +88,15 @@ def test_a_disconnect_leaves_a_job_whose_done_celery_is_completing_to_be_complet
         job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=timezone.now())
 
     worker_disconnect(
-        worker_id=worker.pk, channel_name=worker.channel_name, delivered={str(unfinished.id): 3},
+        worker_id=worker.pk, channel_name=worker.channel_name, delivered={str(unfinished.id): Relayed(3, " a b c")},
         finishing=[str(finished.id)],
     )  # fmt: skip
     finished.refresh_from_db()
     unfinished.refresh_from_db()
     assert (finished.status, unfinished.status) == (Job.Status.RUNNING, Job.Status.FAILED)
 
-    done = dict(finish_reason="stop", prompt_tokens=3, completion_tokens=2, reasoning_tokens=0, first_token_at=None)
+    done = dict(finish_reason="stop", prompt_tokens=3, completion_tokens=2, reasoning_tokens=0, first_token_at=None,
+                output=" word word")  # fmt: skip
     assert job_complete(job_id=finished.id, channel_name=worker.channel_name, **done) is not None
     finished.refresh_from_db()
     assert (finished.status, finished.completion_tokens) == (Job.Status.COMPLETED, 2)
