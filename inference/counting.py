@@ -75,8 +75,7 @@ _loading = threading.Lock()
 def model_counter(model) -> TokenCounter | None:
     """`model`'s counter, loaded on first use (and again when its tokenizer or template changes);
     None when the model has no tokenizer, or it cannot be loaded (logged)."""
-    source = _source(model)
-    key = (source, model.chat_template)
+    key = (model.tokenizer.name, model.chat_template)
     cached = _loaded.get(model.id)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -85,6 +84,7 @@ def model_counter(model) -> TokenCounter | None:
         if cached is not None and cached[0] == key:
             return cached[1]
         counter = None
+        source = _source(model)
         if source is not None:
             load = _tokenizer_json_counter if source.suffix == ".json" else _gguf_counter
             try:
