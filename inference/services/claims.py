@@ -17,6 +17,15 @@ from inference.models import Job
 TOOLS_ALLOWANCE = 16
 
 
+def _allowance(request: dict) -> int:
+    """Generated tokens an honest engine does not relay: tool-call framing, and the stop string that
+    ended the reply (at most a token per byte, plus the token it ended in)."""
+    stop = request.get("stop") or []
+    stop = [stop] if isinstance(stop, str) else stop
+    allowance = TOOLS_ALLOWANCE if request.get("tools") else 0
+    return allowance + max((len(s.encode("utf-8")) + 1 for s in stop), default=0)
+
+
 def claim_off(*, claimed: int | None, counted: int, allowance: int = 0) -> bool:
     """True if `claimed` is farther from `counted` than the tolerance (no claim: never)."""
     if claimed is None:
@@ -31,7 +40,7 @@ def job_counts(job: Job, *, output: str, claimed_completion: int | None, claimed
     the claims beside them. An unknown claim is None."""
     completion, counting = completion_count(model=job.model, text=output, claimed=claimed_completion or 0)
     exact = counting == EXACT and job.token_counting == EXACT
-    allowance = TOOLS_ALLOWANCE if job.request.get("tools") else 0
+    allowance = _allowance(job.request)
     fields = {
         "completion_tokens": min(completion, job.max_tokens),
         "output_bytes": len(output.encode("utf-8")),

@@ -160,3 +160,27 @@ def test_the_output_cap_is_generous_for_max_tokens(platform, operator, customer)
     assert reply.content() == "😀" * 128
     assert Job.objects.get().status == Job.Status.COMPLETED
     assert Job.objects.get().output_bytes == 512
+
+
+def test_tokens_of_a_stop_string_the_engine_did_not_relay_are_no_discrepancy(platform, operator, customer):
+    """An engine counts the tokens of the stop string that ended its reply but relays none of it."""
+    text = "One, two, three, four, five"
+    tokens = smollm2_count(text)
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello()
+        for body in ({"stop": ["<|END|>"]}, {}):
+            call = chat(customer.key, max_tokens=64, **body)
+            await call.start()
+            job = await worker.job()
+            prompt = await smollm2_prompt_count(job["request"])
+            await worker.delta(job["job_id"], text, tokens=tokens + 4)
+            await worker.done(job["job_id"], prompt_tokens=prompt, completion_tokens=tokens + 4)
+            await call.finish()
+        await worker.disconnect(code=1000)
+
+    run(scenario)
+    with_stop, without = Job.objects.order_by("created_at")
+    assert with_stop.completion_tokens == without.completion_tokens == tokens
+    assert (with_stop.claim_discrepancy, without.claim_discrepancy) == (False, True)
