@@ -10,7 +10,7 @@ from django.utils import timezone
 from inference.models import LlmModel, Worker
 from inference.relay import WORKER_KICK, send_on_commit
 from inference.selectors import worker_fresh_since
-from inference.services.jobs import release_connection_jobs
+from inference.services.jobs import Relayed, release_connection_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,13 @@ def worker_set_draining(*, worker_id: int, channel_name: str) -> None:
 
 
 def worker_disconnect(
-    *, worker_id: int, channel_name: str, delivered: dict[str, int], finishing: Collection[str] = ()
+    *, worker_id: int, channel_name: str, delivered: dict[str, Relayed], finishing: Collection[str] = ()
 ) -> None:
     """The connection closed (or died): the worker goes offline, then its jobs are released.
 
     Two transactions, in this order: once the first commits no dispatch can pick the worker, so the
     second sees every job ever sent to this connection. `delivered` maps each job that streamed
-    tokens to the number relayed; those fail, the others are requeued. `finishing` jobs reported done
+    tokens to what was relayed of it; those fail, the others are requeued. `finishing` jobs reported done
     and are completed by a Celery worker: left alone.
     """
     with transaction.atomic():
