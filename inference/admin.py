@@ -28,6 +28,7 @@ class WorkerAdmin(admin.ModelAdmin):
         "jobs_completed",
         "jobs_failed",
         "jobs_aborted",
+        "discrepancies",
         "ttft_ms_avg",
         "tokens_per_second",
         "paused_until",
@@ -89,7 +90,7 @@ class WorkerAdmin(admin.ModelAdmin):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ["public_id", "user", "model", "status", "worker", "completion_tokens", "created_at"]
-    list_filter = ["status", "model"]
+    list_filter = ["status", "model", "claim_discrepancy"]
     search_fields = ["public_id", "id", "user__email"]
     date_hierarchy = "created_at"
     list_select_related = ["user", "worker"]

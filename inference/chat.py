@@ -18,6 +18,7 @@ from django.db import connections, transaction
 from accounts.authentication import api_key_required
 from billing.services import job_hold
 from inference import relay
+from inference.counting import BOUNDED, EXACT, model_counter
 from inference.models import Job, LlmModel
 from inference.openai.requests import ChatRequest
 from inference.openai.responses import (
@@ -86,6 +87,25 @@ def job_error(code: str, message: str) -> ApiError:
     return ApiError(message, status=502, type="server_error", code=code)
 
 
+def _max_tokens(*, chat: ChatRequest, model: LlmModel, prompt_tokens: int | None) -> int:
+    """The job's max_tokens: the request's (or the model's limit), within the model's limit and, for a
+    counted prompt, within what the context window holds after it. A prompt that leaves no room for
+    the requested max_tokens (or, unset, for one token) is the client's error, before any job exists."""
+    max_tokens = min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens)
+    if prompt_tokens is None:
+        return max_tokens
+    room = model.context_window - prompt_tokens
+    wanted = max_tokens if chat.max_tokens else 1
+    if wanted > room:
+        raise job_error(
+            "context_length_exceeded",
+            f"This model's maximum context length is {model.context_window} tokens. However, you requested "
+            f"{prompt_tokens + wanted} tokens ({prompt_tokens} in the messages, {wanted} in the completion). "
+            "Please reduce the length of the messages or completion.",
+        )
+    return min(max_tokens, room)
+
+
 def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel, object]:
     """Authenticate, then open the job: one thread hop for everything before the worker has it; on
     PostgreSQL usually one statement (inference.services.opening)."""
@@ -98,8 +118,14 @@ def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
             param="model",
             code="model_not_found",
         )
-    max_tokens = min(chat.max_tokens or model.max_output_tokens, model.max_output_tokens)
-    prompt_tokens_estimate = chat.estimate_prompt_tokens(context_window=model.context_window)
+    request = chat.engine_request()
+    counter = model_counter(model)
+    prompt_tokens = counter.prompt(request) if counter is not None else None
+    request["max_tokens"] = max_tokens = _max_tokens(chat=chat, model=model, prompt_tokens=prompt_tokens)
+    if prompt_tokens is None:
+        prompt_tokens_estimate = chat.estimate_prompt_tokens(context_window=model.context_window)
+    else:
+        prompt_tokens_estimate = prompt_tokens
     # Tokens per minute are checked against the worst case; the session records what was used.
     ratelimit_state = ratelimit_check_request(api_key=api_key, tokens=prompt_tokens_estimate + max_tokens)
     # Unnamed: the account's default, read with the job's insert (the cached user may be older).
@@ -107,10 +133,11 @@ def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
         user=api_key.user,
         model=model,
         public_id=completion_id(),
-        request=chat.engine_request(max_tokens=max_tokens),
+        request=request,
         stream=chat.stream,
         max_tokens=max_tokens,
         prompt_tokens_estimate=prompt_tokens_estimate,
+        token_counting=BOUNDED if prompt_tokens is None else EXACT,
         token_type=chat.token_type if chat.token_type_explicit else None,
         reply_channel=reply_channel,
     )

@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from channels.consumer import get_handler_name
@@ -35,6 +35,7 @@ from inference.services import (
     worker_register,
     worker_set_draining,
 )
+from inference.services.jobs import Relayed
 from inference.services.leases import job_lease_renew, jobs_lease_renew, reliability_sweep
 from inference.services.trust import job_outcome_record, worker_fault_record
 
@@ -49,11 +50,31 @@ class HeldJob:
 
     reply_channel: str
     max_tokens: int
-    tokens: int = 0
+    output_cap: int  # UTF-8 bytes the job may relay (JOB_OUTPUT_BYTES_*)
+    tokens: int = 0  # as the worker's deltas claim them
+    output: list[str] = field(default_factory=list)  # the completion text relayed, counted at the job's end
+    output_bytes: int = 0
     frames: int = 0
     first_token_at: datetime | None = None
     cancel_sent: bool = False
     lease_renewed: float = 0.0  # monotonic time of the last lease write for this job
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def relayed(self) -> Relayed:
+        return Relayed(claimed_tokens=self.tokens, output=self.text())
+
+
+def _relayed_text(frame: dict) -> tuple[str, int]:
+    """A delta's completion text (content, reasoning, tool-call names and arguments), and the UTF-8
+    bytes of all it relays (tool-call ids too)."""
+    text = frame["content"] + frame["reasoning"]
+    ids = 0
+    for call in frame["tool_calls"]:
+        text += call.get("name", "") + call.get("arguments", "")
+        ids += len(call.get("id", ""))
+    return text, len(text.encode("utf-8")) + ids
 
 
 def _db(function):
@@ -113,7 +134,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             return
         if self.background:
             await asyncio.wait(self.background)
-        delivered = {job_id: job.tokens for job_id, job in self.jobs.items() if job.frames}
+        delivered = {job_id: job.relayed() for job_id, job in self.jobs.items() if job.frames}
         await _db(worker_disconnect)(
             worker_id=self.worker_id,
             channel_name=self.channel_name,
@@ -222,6 +243,12 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if job is None:
             await self._drop(frame)
             return
+        text, size = _relayed_text(frame)
+        if job.output_bytes + size > job.output_cap:
+            await self._over_output_cap(frame["job_id"], job)
+            return
+        job.output.append(text)
+        job.output_bytes += size
         job.frames += 1
         job.tokens += frame["tokens"]
         message = {"type": REPLY_DELTA, "tokens": frame["tokens"]}
@@ -238,11 +265,14 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 )
             )
         elif self.last_frame - job.lease_renewed > settings.JOB_LEASE_SECONDS / 3:
-            # At most one write per third of a lease: the lease, and the tokens delivered so far.
+            # At most one write per third of a lease: the lease, and the tokens delivered so far (bounded
+            # by the bytes relayed, as a job whose worker goes silent is billed on them).
             job.lease_renewed = self.last_frame
             self._in_background(
                 _db(job_lease_renew)(
-                    job_id=frame["job_id"], channel_name=self.channel_name, delivered_tokens=job.tokens
+                    job_id=frame["job_id"],
+                    channel_name=self.channel_name,
+                    delivered_tokens=min(job.tokens, job.output_bytes),
                 )
             )
 
@@ -259,10 +289,11 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             "job_id": frame["job_id"],
             "channel_name": self.channel_name,
             "finish_reason": frame["finish_reason"],
+            # The worker's claims; the job is billed on the platform's counts.
             "prompt_tokens": frame["prompt_tokens"],
-            # Bill at most what was relayed and never more than the job allows.
-            "completion_tokens": min(frame["completion_tokens"], job.tokens, job.max_tokens),
+            "completion_tokens": frame["completion_tokens"],
             "reasoning_tokens": frame["reasoning_tokens"],
+            "output": job.text(),
             "first_token_at": job.first_token_at,
         }
         # Settled here, off the frame loop (the other jobs' deltas need not wait for it), not by Celery:
@@ -286,16 +317,28 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             message=message,
             status=Job.Status.CANCELLED if code == "cancelled" else Job.Status.FAILED,
             completion_tokens=job.tokens,
+            output=job.text(),
             first_token_at=job.first_token_at,
         )
         self._in_background(_db(job_outcome_record)(job=ended))
+
+    async def _over_output_cap(self, job_id: str, job: HeldJob) -> None:
+        """The worker sent more than the job may relay: it is stopped, and the job fails at the cap (the
+        customer pays for what was relayed, the worker earns nothing and has a fault)."""
+        logger.warning("worker %s: job %s went past its output cap of %s bytes", self.worker_id, job_id, job.output_cap)
+        await self.send_frame({"type": "cancel", "job_id": job_id})
+        message = "The worker sent more output than max_tokens allows; the response was cut off."
+        await self.on_error({"job_id": job_id, "code": "output_limit_exceeded", "message": message, "retryable": False})
 
     # Platform → worker (channel-layer messages addressed to this connection).
 
     async def job_assign(self, event: dict) -> None:
         if self.closing or self.worker_id is None:
             return  # still assigned to this connection in the database: disconnect releases it
-        self.jobs[event["job_id"]] = HeldJob(reply_channel=event["reply_channel"], max_tokens=event["max_tokens"])
+        output_cap = event["max_tokens"] * settings.JOB_OUTPUT_BYTES_PER_TOKEN + settings.JOB_OUTPUT_BYTES_SLACK
+        self.jobs[event["job_id"]] = HeldJob(
+            reply_channel=event["reply_channel"], max_tokens=event["max_tokens"], output_cap=output_cap
+        )
         await self.send_frame(
             {"type": "job", "job_id": event["job_id"], "model": event["model"], "request": event["request"]}
         )

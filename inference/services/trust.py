@@ -55,11 +55,12 @@ def worker_completed_record(*, job: Job) -> None:
 
 
 def worker_fault_record(*, worker_id: int | None, kind: str, now: datetime | None = None) -> bool:
-    """A job the worker failed (`failed`) or dropped (`aborted`). True if this fault paused it."""
+    """A job the worker failed (`failed`), dropped (`aborted`) or misreported (`discrepancy`: its usage
+    claims off the platform's counts). True if this fault paused it."""
     if not worker_id:
         return False
     now = now or timezone.now()
-    counter = {"failed": "jobs_failed", "aborted": "jobs_aborted"}[kind]
+    counter = {"failed": "jobs_failed", "aborted": "jobs_aborted", "discrepancy": "discrepancies"}[kind]
     with transaction.atomic():
         worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
         if worker is None:

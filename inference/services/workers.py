@@ -9,7 +9,7 @@ from django.utils import timezone
 from inference.models import LlmModel, Worker
 from inference.relay import WORKER_KICK, send_on_commit
 from inference.selectors import worker_fresh_since
-from inference.services.jobs import release_connection_jobs
+from inference.services.jobs import Relayed, release_connection_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -99,12 +99,12 @@ def worker_set_draining(*, worker_id: int, channel_name: str) -> None:
     )
 
 
-def worker_disconnect(*, worker_id: int, channel_name: str, delivered: dict[str, int]) -> None:
+def worker_disconnect(*, worker_id: int, channel_name: str, delivered: dict[str, Relayed]) -> None:
     """The connection closed (or died): the worker goes offline, then its jobs are released.
 
     Two transactions, in this order: once the first commits no dispatch can pick the worker, so the
     second sees every job ever sent to this connection. `delivered` maps each job that streamed
-    tokens to the number relayed; those fail, the others are requeued.
+    tokens to what was relayed of it; those fail, the others are requeued.
     """
     with transaction.atomic():
         Worker.objects.filter(pk=worker_id, channel_name=channel_name).exclude(status=Worker.Status.BANNED).update(

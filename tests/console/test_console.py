@@ -228,3 +228,25 @@ def test_revenue_per_day_sums_charges_in_usd_and_rewards(ops, catalog, sogni_rat
     assert re.findall(r'<td class="num">([^<]*)</td>', day(days_ago(0))) == ["$0.000120", "0", "$0.00"]
     assert re.search(r"data-total-revenue>\$0\.002430<", html)
     assert html.count('<rect class="bar"') == 3
+
+
+def test_a_workers_claims_and_discrepancies_are_shown_on_its_job_and_the_workers_page(ops, catalog, make_user):
+    worker = worker_make(owner=make_user("op@example.com"), name="inflater")
+    Worker.objects.filter(pk=worker.pk).update(discrepancies=3)
+    job = job_make(
+        user=make_user("alice@example.com"),
+        worker=worker,
+        prompt=25,
+        completion=1,
+        claimed_prompt_tokens=10_000_000,
+        claimed_completion_tokens=65_536,
+        claim_discrepancy=True,
+        token_counting="exact",
+        output_bytes=1,
+    )
+    html = ops.get(reverse("console:job", args=[job.public_id])).content.decode()
+    assert re.search(r"data-claims>10000000 / 65536 <strong data-discrepancy>", html)
+    assert "data-token-counting>exact<" in html and "1 bytes relayed" in html
+    workers = ops.get(reverse("console:workers")).content.decode()
+    row = re.search(r'data-worker="inflater".*?</tr>', workers, re.S).group(0)
+    assert "data-discrepancies>3<" in row

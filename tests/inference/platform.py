@@ -74,6 +74,25 @@ def job_queued(
     return job_insert(job, assign_now=assign_now)
 
 
+def smollm2_count(text: str) -> int:
+    """The platform's count of completion `text` for SmolLM2 (tests/inference/test_counting.py holds it to
+    llama.cpp's own)."""
+    from inference.counting import model_counter
+    from inference.models import LlmModel
+
+    return model_counter(LlmModel.objects.get(id=SMOLLM2)).count(text)
+
+
+async def smollm2_prompt_count(request: dict) -> int:
+    """The platform's count of job.request's prompt for SmolLM2, from async code."""
+    from asgiref.sync import sync_to_async
+
+    from inference.counting import model_counter
+    from inference.models import LlmModel
+
+    return await sync_to_async(lambda: model_counter(LlmModel.objects.get(id=SMOLLM2)).prompt(request))()
+
+
 def run(scenario, *args, **kwargs):
     return async_to_sync(scenario)(*args, **kwargs)
 

@@ -1,5 +1,5 @@
-"""Every end of a job settles or releases its hold (inference/services/jobs.py `_job_end`), with the
-worker's reported usage capped by what the hold was taken for."""
+"""Every end of a job settles or releases its hold (inference/services/jobs.py `_job_end`), on the
+platform's counts of what was relayed, capped by what the hold was taken for."""
 
 from decimal import Decimal
 
@@ -72,9 +72,11 @@ def test_a_worker_over_reporting_the_prompt_is_charged_at_most_the_holds_bound(u
     running(job)
     finished = job_finish(
         job_id=job.id, channel_name="worker.test", finish_reason="stop", prompt_tokens=5000, completion_tokens=10,
-        reasoning_tokens=0,
+        reasoning_tokens=0, output=" word" * 20,
     )  # fmt: skip
     assert finished.prompt_tokens == 100
+    # 20 tokens relayed, billed at most max_tokens.
+    assert (finished.completion_tokens, finished.claimed_completion_tokens) == (10, 10)
     # (100 × $0.30 + 10 × $0.90) / 1M = $0.000039 = 0.0078 Spark: the whole hold, nothing released.
     assert kinds(job) == {"hold": Decimal(0), "charge": Decimal("-0.0078")}
     assert spark(user) == (Decimal(100) - Decimal("0.0078"), Decimal(0))
@@ -118,7 +120,8 @@ def test_a_failure_after_delivery_charges_the_delivered_tokens_without_a_prompt(
 
     job = open_job(user, max_tokens=10)
     running(job)
-    job_fail(job_id=job.id, channel_name="worker.test", code="engine_error", message="oom", completion_tokens=50)
+    job_fail(job_id=job.id, channel_name="worker.test", code="engine_error", message="oom", completion_tokens=50,
+             output=" word" * 50)  # fmt: skip
     # Capped at max_tokens: 10 × $0.90 / 1M = $0.000009 = 0.0018 Spark.
     assert kinds(job)["charge"] == Decimal("-0.0018")
     assert spark(user) == (Decimal(100) - Decimal("0.0018"), Decimal(0))

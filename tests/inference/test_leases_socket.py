@@ -30,20 +30,26 @@ def test_heartbeats_and_deltas_renew_the_lease_and_record_delivered_tokens(platf
         await asyncio.sleep(0.6)  # the consumer writes at most one heartbeat per half interval
         await socket.send({"type": "heartbeat", "running": [job_id]})
         await asyncio.sleep(0.3)
-        after_heartbeat = await sync_to_async(job_row)(job_id)
+        after_heartbeat, heartbeat_read = await sync_to_async(job_row)(job_id), timezone.now()
 
-        await socket.delta(job_id, "a", tokens=2)
+        await socket.delta(job_id, "alpha ", tokens=2)
         await asyncio.sleep(1.1)  # more than a third of the lease since the first token
-        await socket.delta(job_id, "b", tokens=3)
+        await socket.delta(job_id, "beta", tokens=3)
         await asyncio.sleep(0.3)
         after_deltas = await sync_to_async(job_row)(job_id)
+        await asyncio.sleep(1.1)
+        await socket.delta(job_id, "!", tokens=60_000)
+        await asyncio.sleep(0.3)
+        after_inflated = await sync_to_async(job_row)(job_id)
         await socket.disconnect()
-        return after_heartbeat, after_deltas
+        return after_heartbeat, heartbeat_read, after_deltas, after_inflated
 
-    after_heartbeat, after_deltas = run(scenario)
-    assert after_heartbeat.lease_expires_at > timezone.now() + timedelta(seconds=1)
+    after_heartbeat, heartbeat_read, after_deltas, after_inflated = run(scenario)
+    assert after_heartbeat.lease_expires_at > heartbeat_read + timedelta(seconds=1)
     assert after_deltas.status == Job.Status.RUNNING
     assert after_deltas.completion_tokens == 5, "the tokens relayed so far are recorded with the lease"
+    # A claim is recorded at most as one token per byte relayed ("alpha beta!").
+    assert after_inflated.completion_tokens == 11
 
 
 def test_in_the_embedded_mode_the_watchdog_reaps_a_lapsed_lease_and_closes_the_silent_worker(

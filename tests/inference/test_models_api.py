@@ -83,6 +83,14 @@ def test_unknown_model_error_conforms(key):
     assert body["error"]["param"] == "model"
 
 
+def test_each_model_says_whether_its_tokens_are_counted_exactly(key):
+    """The embedded SmolLM2 is counted with its own GGUF; a model without a tokenizer is bounded."""
+    _, listing = _get(key, "/v1/models")
+    counting = {model["id"]: model["token_counting"] for model in listing["data"]}
+    assert counting["smollm2-135m-instruct-q4_1"] == "exact"
+    assert counting["qwen3.5-35b-a3b-gguf-q4km"] == "bounded"
+
+
 def test_catalog_fields_prices_and_capabilities(key):
     status, model = _get(key, "/v1/models/qwen3.5-35b-a3b-gguf-q4km")
     assert status == 200

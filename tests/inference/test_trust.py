@@ -14,6 +14,7 @@ from tests.inference.platform import job_queued, worker_online
 
 def finish(worker: Worker, job: Job, *, tokens: int, ttft: float, seconds: float) -> Job:
     """The worker streamed `tokens` in `seconds` after a first token `ttft` s after assignment."""
+    Job.objects.filter(pk=job.pk).update(max_tokens=max(tokens, 16))  # billed at most max_tokens
     job.refresh_from_db()
     first = job.assigned_at + timedelta(seconds=ttft)
     job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=first)
@@ -24,6 +25,7 @@ def finish(worker: Worker, job: Job, *, tokens: int, ttft: float, seconds: float
         prompt_tokens=5,
         completion_tokens=tokens,
         reasoning_tokens=0,
+        output=" word" * tokens,  # one SmolLM2 token each
     )
     Job.objects.filter(pk=job.pk).update(finished_at=first + timedelta(seconds=seconds))
     ended.refresh_from_db()

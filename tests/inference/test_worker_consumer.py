@@ -12,7 +12,7 @@ from accounts.services import api_key_disable
 from inference.models import Job, Worker
 from inference.selectors import online_worker_counts
 from inference.services import worker_ban, worker_unban
-from tests.inference.platform import QWEN, SMOLLM2, HttpCall, WorkerSocket, account_create, run
+from tests.inference.platform import QWEN, SMOLLM2, HttpCall, WorkerSocket, account_create, run, smollm2_count
 
 HI = [{"role": "user", "content": "Say hello"}]
 BOGUS_KEY = "sk-sogni-AAAAAAAAAAAA-" + "b" * 40
@@ -222,9 +222,14 @@ def test_frames_for_a_job_not_held_are_dropped(platform, operator, customer, cap
     assert still_open  # dropped and logged; the connection itself may stay
     assert "does not hold" in caplog.text
     assert reply.content() == "genuine"
-    assert reply.events()[-2]["usage"]["completion_tokens"] == 1
+    # Billed on the platform's count of what was relayed, not the intruder's claims.
+    assert reply.events()[-2]["usage"]["completion_tokens"] == smollm2_count("genuine")
     job = Job.objects.get()
-    assert (job.status, job.completion_tokens, job.worker.name) == (Job.Status.COMPLETED, 1, "a")
+    assert (job.status, job.completion_tokens, job.worker.name) == (
+        Job.Status.COMPLETED,
+        smollm2_count("genuine"),
+        "a",
+    )
 
 
 def test_one_deltas_frame_feeds_each_of_its_jobs_and_drops_what_is_not_held(platform, operator, customer, caplog):
@@ -253,7 +258,8 @@ def test_one_deltas_frame_feeds_each_of_its_jobs_and_drops_what_is_not_held(plat
     assert "does not hold" in caplog.text
     assert replies[jobs[0]].content() == "one three"
     assert replies[jobs[1]].content() == "two "
-    assert {str(j.id): j.completion_tokens for j in Job.objects.all()} == {jobs[0]: 2, jobs[1]: 1}
+    counted = {jobs[0]: smollm2_count("one three"), jobs[1]: smollm2_count("two ")}
+    assert {str(j.id): j.completion_tokens for j in Job.objects.all()} == counted
 
 
 def test_disconnect_requeues_tokenless_jobs_and_fails_streamed_ones(platform, operator, customer):
@@ -291,7 +297,7 @@ def test_disconnect_requeues_tokenless_jobs_and_fails_streamed_ones(platform, op
     assert (failed.status, failed.error_code, failed.completion_tokens) == (
         Job.Status.FAILED,
         "worker_disconnected",
-        1,
+        smollm2_count("half a sent"),
     )
     assert (rescued.status, rescued.worker.name, rescued.attempts) == (Job.Status.COMPLETED, "b", 2)
     a = Worker.objects.get(name="a")

@@ -209,7 +209,7 @@ def hermes_engine():
 
 def test_a_template_that_speaks_tools_gets_them_through_the_template(hermes_engine):
     request = {"messages": HISTORY[:1], "tools": [WEATHER, TIME], "tool_choice": "required"}
-    prompt = hermes_engine.render(request, [WEATHER, TIME])
+    prompt = hermes_engine.renderer.render(request)
     assert "<tools>" in prompt and '"name": "get_time"' in prompt and "functions." not in prompt
     deltas, finish = run(hermes_engine, {**request, "max_tokens": 96, "temperature": 0})
     name, arguments = tool_call(deltas)
@@ -219,10 +219,10 @@ def test_a_template_that_speaks_tools_gets_them_through_the_template(hermes_engi
 
 def test_tool_history_renders_in_both_styles(engine, hermes_engine):
     request = {"messages": HISTORY, "tools": [WEATHER], "max_tokens": 3}
-    native = hermes_engine.render(request, [WEATHER])
+    native = hermes_engine.renderer.render(request)
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}' in native
     assert "<tool_response>\nSunny, 21 C" in native
-    flat = engine.render(request, [WEATHER])
+    flat = engine.renderer.render(request)
     assert 'functions.get_weather:\n{"city": "Paris"}' in flat and "functions.get_weather returned:\nSunny" in flat
     # The plain template has no tool support; the conversation still continues.
     deltas, finish = run(engine, {**request, "tool_choice": "none"})

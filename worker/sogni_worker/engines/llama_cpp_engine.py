@@ -21,27 +21,15 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 # llama.cpp's OpenMP threads spin while idle, which starves everything else on a shared box (and
 # other slots); an operator can still export OMP_WAIT_POLICY=ACTIVE. Read when the library loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import llama_cpp  # noqa: E402
-from llama_cpp import llama_chat_format, llama_grammar  # noqa: E402
+from llama_cpp import llama_grammar  # noqa: E402
 
 from .base import Delta, Engine, EngineError, Finish, cancelled, wanted_tool
-from .llama_prompt import (
-    CHATML,
-    FUNCTIONS,
-    HERMES,
-    HERMES_MARKER,
-    ToolStyle,
-    choice_grammar,
-    flat_messages,
-    native_messages,
-    template_speaks_hermes_tools,
-)
+from .llama_prompt import HERMES_MARKER, ChatRenderer, choice_grammar, offered_tools
 
 
 def _grammar_from_schema(schema: Any) -> llama_cpp.LlamaGrammar:
@@ -146,38 +134,22 @@ class LlamaCppEngine(Engine):
                     verbose=False,
                 )
             )  # fmt: skip
-        llm = self.pool.queue[0]
-        self.template = chat_template or llm.metadata.get("tokenizer.chat_template")
-        self.style: ToolStyle = HERMES if template_speaks_hermes_tools(self.template) else FUNCTIONS
-        eos, bos = llm.token_eos(), llm.token_bos()
-        self.formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=self.template or CHATML,
-            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
-        )
+        self.renderer = ChatRenderer.from_llama(self.pool.queue[0], chat_template=chat_template)
+        self.style = self.renderer.style
 
     def close(self) -> None:
         while not self.pool.empty():
             self.pool.get_nowait().close()
 
-    def render(self, request: dict[str, Any], tools: list[dict[str, Any]] | None) -> str:
-        native = self.style is HERMES
-        messages = native_messages(request["messages"]) if native else flat_messages(request["messages"], tools)
-        kwargs = dict(request.get("chat_template_kwargs") or {})
-        try:
-            return self.formatter(messages=messages, tools=tools if native else None, **kwargs).prompt
-        except (jinja2.TemplateError, ValueError, TypeError, KeyError) as exc:
-            raise EngineError("invalid_request", f"the model's chat template rejected the messages: {exc}") from exc
-
     def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[Delta | Finish]:
         if not request.get("messages"):
             raise EngineError("invalid_request", "messages must not be empty")
         must_call, forced = wanted_tool(request)
-        tools = request.get("tools") if request.get("tool_choice") != "none" else None
+        tools = offered_tools(request)
         names = [t["function"]["name"] for t in tools or []]
         if forced is not None and forced not in names:
             raise EngineError("invalid_request", f"tool_choice names {forced!r}, which is not in tools")
-        prompt = self.render(request, tools or None)
+        prompt = self.renderer.render(request)
         llm = self.pool.get()
         try:
             prompt_tokens = len(llm.tokenize(prompt.encode(), add_bos=False, special=True))

@@ -13,6 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import jinja2
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from .base import EngineError
+
 
 @dataclass(frozen=True)
 class ToolStyle:
@@ -118,3 +123,40 @@ CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def offered_tools(request: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The tools a request offers the model (none with tool_choice "none")."""
+    return (request.get("tools") if request.get("tool_choice") != "none" else None) or None
+
+
+class ChatRenderer:
+    """A chat template turning a job's request into the prompt text the engine generates from.
+
+    The platform renders with it too, to count a prompt's tokens as the engine does.
+    """
+
+    def __init__(self, template: str | None, *, eos_token: str = "", bos_token: str = "") -> None:
+        self.template = template
+        self.style: ToolStyle = HERMES if template_speaks_hermes_tools(template) else FUNCTIONS
+        self.formatter = Jinja2ChatFormatter(template=template or CHATML, eos_token=eos_token, bos_token=bos_token)
+
+    @classmethod
+    def from_llama(cls, llm: Any, *, chat_template: str | None = None) -> ChatRenderer:
+        """The GGUF's own template (or `chat_template`) and special tokens, from a loaded `llama_cpp.Llama`."""
+        eos, bos = llm.token_eos(), llm.token_bos()
+        return cls(
+            chat_template or llm.metadata.get("tokenizer.chat_template"),
+            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        )
+
+    def render(self, request: dict[str, Any]) -> str:
+        tools = offered_tools(request)
+        native = self.style is HERMES
+        messages = native_messages(request["messages"]) if native else flat_messages(request["messages"], tools)
+        kwargs = dict(request.get("chat_template_kwargs") or {})
+        try:
+            return self.formatter(messages=messages, tools=tools if native else None, **kwargs).prompt
+        except (jinja2.TemplateError, ValueError, TypeError, KeyError) as exc:
+            raise EngineError("invalid_request", f"the model's chat template rejected the messages: {exc}") from exc
