@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from billing.models import Hold
 from billing.services import HoldNotFound, job_release, job_settle
+from inference.errors import error_message
 from inference.models import Job, LlmModel
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
 from inference.services.dispatch import (
@@ -247,7 +248,8 @@ def job_fail(
     *,
     job_id: JobId,
     code: str,
-    message: str,
+    message: str | None = None,
+    worker_message: str = "",
     channel_name: str | None = None,
     status: str = Job.Status.FAILED,
     completion_tokens: int = 0,
@@ -256,9 +258,11 @@ def job_fail(
 ) -> Job | None:
     """End a job that has not finished, with an error the waiting request reports.
 
-    With `channel_name`, only while that worker connection holds the job. `completion_tokens` are
-    the tokens already delivered to the client.
+    `message` is the platform's (by default its words for `code`); what a worker said goes in
+    `worker_message`, kept for operators and never sent to the customer. With `channel_name`, only while
+    that worker connection holds the job. `completion_tokens` are the tokens already delivered to the client.
     """
+    message = message or error_message(code)
     with transaction.atomic():
         statuses = Job.ACTIVE if channel_name else (Job.Status.QUEUED, *Job.ACTIVE)
         job = _locked(job_id, channel_name=channel_name, statuses=statuses)
@@ -269,6 +273,7 @@ def job_fail(
             status=status,
             error_code=code,
             error_message=message[:2000],
+            worker_message=worker_message[:4096],
             completion_tokens=min(completion_tokens, job.max_tokens),
             first_token_at=job.first_token_at or first_token_at,
         )
@@ -288,8 +293,9 @@ def job_requeue(*, job_id: JobId, channel_name: str, reason: str) -> Job | None:
 
 
 def _requeue(job: Job, *, reason: str) -> Job:
+    """`reason` is the platform's words (a worker's own text never reaches the customer)."""
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-        message = f"The job failed on {job.attempts} workers; the last one reported: {reason}"
+        message = f"The job failed on {job.attempts} workers; the last one: {reason}"
         _job_end(job, status=Job.Status.FAILED, error_code="worker_error", error_message=message)
         send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": "worker_error", "message": message})
         return job

@@ -102,8 +102,10 @@ def test_a_job_whose_worker_went_silent_before_the_first_token_goes_to_another_w
     assert (job.status, job.worker_id, job.attempts) == (Job.Status.ASSIGNED, other.pk, 2)
     assert job.lease_expires_at > timezone.now()
     silent.refresh_from_db()
-    # Dispatch skips it, its slot is free, and the dropped job counts against it.
-    assert (silent.status, silent.in_flight, silent.jobs_aborted) == (Worker.Status.OFFLINE, 0, 1)
+    # Dispatch skips it and its slot is free. No connection of its answered the revoke (as when its
+    # server process died), so nothing is held against it: a live connection's lapse counts
+    # (tests/inference/test_leases_socket.py).
+    assert (silent.status, silent.in_flight, silent.jobs_aborted) == (Worker.Status.OFFLINE, 0, 0)
     assert Hold.objects.get(job_id=str(job.id)).status == Hold.Status.OPEN  # still the same request
     assert ledger_invariant_violations() == []
 
@@ -128,7 +130,7 @@ def test_a_job_that_had_streamed_fails_and_is_charged_only_for_the_tokens_delive
     assert hold.charged <= hold.amount * Decimal(5) / Decimal(16)
     assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REWARD).exists()
     worker.refresh_from_db()
-    assert (worker.status, worker.in_flight, worker.jobs_failed) == (Worker.Status.OFFLINE, 0, 1)
+    assert (worker.status, worker.in_flight, worker.jobs_failed) == (Worker.Status.OFFLINE, 0, 0)
     assert ledger_invariant_violations() == []
 
 
