@@ -7,7 +7,10 @@ import asyncio
 import json
 
 from asgiref.sync import sync_to_async
+from django.test import Client
+from django.urls import reverse
 
+from accounts.models import User
 from billing.models import LedgerEntry
 from inference.models import Job, Worker
 from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run, wait_for
@@ -122,3 +125,12 @@ def test_client_errors_and_client_cancels_are_never_the_workers_fault(platform, 
     failed = Job.objects.filter(status=Job.Status.FAILED)
     assert failed.count() == 4
     assert all(job.worker_message == SECRET and SECRET not in job.error_message for job in failed)
+    # The customer's own view of the job has the platform's words; the operator's has the worker's too.
+    job = failed.first()
+    customer_view = Client(HTTP_AUTHORIZATION=f"Bearer {customer.key}").get("/v1/generation", {"id": job.public_id})
+    assert customer_view.status_code == 200 and SECRET not in customer_view.content.decode()
+    assert customer_view.json()["error"]["code"] == job.error_code
+    User.objects.create_superuser("root@example.com", "root-password-123")
+    operator_view = Client()
+    assert operator_view.login(username="root@example.com", password="root-password-123")
+    assert SECRET in operator_view.get(reverse("console:job", args=[job.public_id])).content.decode()

@@ -561,3 +561,30 @@ def test_every_delta_of_a_deltas_frame_counts_toward_the_rate_limit(platform, op
     within, code = run(scenario)
     assert within
     assert code == 4003
+
+
+def test_an_account_deactivated_in_the_admin_has_its_worker_sockets_closed(platform, operator):
+    from django.test import Client
+    from django.urls import reverse
+
+    from accounts.models import User
+
+    User.objects.create_superuser("root@example.com", "root-password-123")
+    admin = Client()
+    assert admin.login(username="root@example.com", password="root-password-123")
+    change = reverse("admin:accounts_user_change", args=[operator.user.pk])
+
+    def deactivate():
+        form = {"email": operator.user.email, "default_token_type": "auto"}  # is_active left unchecked
+        return admin.post(change, form).status_code
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(name="box")
+        assert await sync_to_async(deactivate)() == 302
+        code = await worker.closed_with(timeout=2)
+        await worker.disconnect()
+        return code
+
+    assert run(scenario) == 4001
+    assert not User.objects.get(pk=operator.user.pk).is_active
