@@ -39,7 +39,7 @@ def worker_connections_close_on_commit(*, user_id: int) -> None:
     from inference.protocol import CLOSE_INVALID_KEY
     from inference.services.workers import owner_connections_close_on_commit
 
-    owner_connections_close_on_commit(owner_id=user_id, code=CLOSE_INVALID_KEY)
+    owner_connections_close_on_commit(owner_id=user_id, code=CLOSE_INVALID_KEY, reason="invalid or disabled API key")
 
 
 def _audit(api_key: ApiKey, action: str, actor: User | None, reason: str = "") -> None:

@@ -322,7 +322,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             code=code,
             worker_message=text,
             # After the client's cancel, whatever the worker answers ends the job as the client's doing.
-            status=Job.Status.CANCELLED if job.cancel_sent or code == "cancelled" else Job.Status.FAILED,
+            status=Job.Status.CANCELLED if job.cancel_sent else Job.Status.FAILED,
             completion_tokens=job.tokens,
             first_token_at=job.first_token_at,
         )
@@ -362,7 +362,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
     async def worker_kick(self, event: dict) -> None:
         if not self.closing:
             logger.info("worker %s: closed by the platform (%s)", self.worker_id, event["code"])
-            await self._close(event["code"], "closed by an operator")
+            await self._close(event["code"], event.get("reason", "closed by an operator"))
 
     # Plumbing.
 

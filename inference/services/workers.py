@@ -156,7 +156,7 @@ def worker_disconnect(
     logger.info("worker %s disconnected; %s job(s) released", worker_id, released)
 
 
-def owner_connections_close_on_commit(*, owner_id: int, code: int) -> None:
+def owner_connections_close_on_commit(*, owner_id: int, code: int, reason: str) -> None:
     """After commit, close every worker connection of the owner's, in whichever server process holds it.
 
     Read after the commit, so a registration that committed first is found; one that commits later
@@ -171,7 +171,7 @@ def owner_connections_close_on_commit(*, owner_id: int, code: int) -> None:
             .values_list("channel_name", flat=True)
         )
         for channel in channels:
-            channel_send(channel, {"type": WORKER_KICK, "code": code})
+            channel_send(channel, {"type": WORKER_KICK, "code": code, "reason": reason})
 
     transaction.on_commit(close)
 
@@ -182,7 +182,7 @@ def worker_ban(*, worker: Worker) -> None:
     with transaction.atomic():
         OwnerTrust.objects.update_or_create(owner_id=worker.owner_id, defaults={"banned_at": timezone.now()})
         Worker.objects.filter(owner_id=worker.owner_id).update(status=Worker.Status.BANNED)
-        owner_connections_close_on_commit(owner_id=worker.owner_id, code=CLOSE_BANNED)
+        owner_connections_close_on_commit(owner_id=worker.owner_id, code=CLOSE_BANNED, reason="banned by an operator")
 
 
 def worker_unban(*, worker: Worker) -> None:
