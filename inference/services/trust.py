@@ -116,12 +116,6 @@ def owner_pause_count(*, owner_id: int, now: datetime) -> bool:
     return paused
 
 
-def owner_paused_until(*, owner_id: int, now: datetime | None = None) -> datetime | None:
-    """Until when the owner is paused as a whole, if it is."""
-    until = OwnerTrust.objects.filter(owner_id=owner_id).values_list("paused_until", flat=True).first()
-    return until if until and until > (now or timezone.now()) else None
-
-
 def worker_unpause(*, worker: Worker) -> None:
     """An operator lifts an automatic pause (the owner's too, if it is paused as a whole: the operator
     vouches for it); the fault counts start over."""

@@ -14,7 +14,6 @@ from inference.protocol import CLOSE_BANNED, CLOSE_INVALID_KEY, CLOSE_PROTOCOL_V
 from inference.relay import WORKER_KICK, channel_send
 from inference.selectors import worker_fresh_since
 from inference.services.jobs import release_connection_jobs
-from inference.services.trust import owner_paused_until
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,9 @@ def worker_register(
     with transaction.atomic():
         if api_key is not None and not _key_still_valid(api_key):
             raise WorkerRefused("The API key was disabled or regenerated.", close_code=CLOSE_INVALID_KEY)
-        if OwnerTrust.objects.filter(owner=owner, banned_at__isnull=False).exists():
+        # Locked to the commit, as a ban locks it: a ban either refuses this or finds this worker to close.
+        trust, _ = OwnerTrust.objects.select_for_update().get_or_create(owner=owner)
+        if trust.banned_at is not None:
             raise WorkerRefused("This account's workers are banned by an operator.", close_code=CLOSE_BANNED)
         worker, _ = Worker.objects.select_for_update().get_or_create(owner=owner, name=name)
         if worker.status == Worker.Status.BANNED:
@@ -87,9 +88,9 @@ def worker_register(
                 close_code=CLOSE_TOO_MANY_CONNECTIONS,
             )
         stale_channel = worker.channel_name if live else ""
-        owner_paused = owner_paused_until(owner_id=owner.pk, now=now)
+        owner_paused = trust.paused_until if trust.paused_until and trust.paused_until > now else None
         if owner_paused and not (worker.paused_until and worker.paused_until >= owner_paused):
-            worker.paused_until = owner_paused
+            worker.paused_until = owner_paused  # a new name does not escape its owner's pause
         worker.status = Worker.Status.ONLINE
         worker.channel_name = channel_name
         worker.slots = slots
