@@ -588,3 +588,39 @@ def test_an_account_deactivated_in_the_admin_has_its_worker_sockets_closed(platf
 
     assert run(scenario) == 4001
     assert not User.objects.get(pk=operator.user.pk).is_active
+
+
+def test_a_reply_the_client_cannot_keep_up_with_is_ended_not_buffered_without_bound(platform, operator, customer):
+    """A worker sends faster than the request reads: past the channel's capacity the request ends with
+    an error and the job is cancelled on the worker, instead of the process holding it all."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    capacity = layer.capacity
+    layer.capacity = 5
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(name="firehose")
+        call = chat(customer.key)
+        await call.start()
+        job_id = (await worker.job())["job_id"]
+        # One frame: all of it reaches the reply channel before the request reads any of it.
+        await worker.send({"type": "deltas", "deltas": [{"job_id": job_id, "content": "x", "tokens": 1}] * 50})
+        reply = await call.finish()
+        cancel = await worker.receive()
+        await worker.send({"type": "error", "job_id": job_id, "code": "cancelled", "message": ""})
+        await worker.nothing(0.3)
+        await worker.disconnect(code=1000)
+        return reply, cancel
+
+    try:
+        reply, cancel = run(scenario)
+    finally:
+        layer.capacity = capacity
+    assert reply.content() == "xxxxx"
+    assert reply.events()[-2]["error"]["code"] == "client_too_slow"
+    assert cancel["type"] == "cancel"
+    job = Job.objects.get()
+    assert job.status == Job.Status.CANCELLED
+    assert Worker.objects.get().jobs_failed == 0
