@@ -88,8 +88,9 @@ def test_ban_sets_status_and_dispatch_never_picks_the_banned_worker(ops, catalog
     assert response.status_code == 302 and response["Location"] == reverse("console:overview")
     banned.refresh_from_db()
     sibling.refresh_from_db()
-    # A ban is the owner's: every worker of that account is banned with it.
+    # A ban is the owner's: every worker of that account is banned with it, as its account page says.
     assert banned.status == sibling.status == Worker.Status.BANNED
+    assert "data-owner-banned" in ops.get(reverse("console:account", args=[owner.pk])).content.decode()
 
     first = job_queued(user)
     assert job_dispatch(job_id=first.id) is True

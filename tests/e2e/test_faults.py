@@ -356,7 +356,8 @@ def test_celery_killed_during_jobs_blames_no_worker_and_completes_the_jobs_when_
     ledger_is_sound()
 
 
-def test_a_server_killed_during_jobs_blames_no_worker(fault_platform, pool, user, operator):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+def test_a_server_killed_or_stopped_during_jobs_blames_no_worker(fault_platform, pool, user, operator, stop):
     from inference.models import Job
 
     rows = [worker_row(owner=operator.user, name=scripted(pool, name).extra["name"]) for name in ("kept-a", "kept-b")]
@@ -375,7 +376,7 @@ def test_a_server_killed_during_jobs_blames_no_worker(fault_platform, pool, user
     for request in requests:
         request.start()
     wait_until(lambda: Job.objects.filter(status="running").count() == 2, timeout=30, what="both jobs running")
-    fault_platform.daphne.signal(signal.SIGKILL)
+    fault_platform.daphne.signal(stop)
     fault_platform.daphne.popen.wait(10)
     # Longer than a lease: the reaper takes the jobs back while the workers cannot reach the platform.
     wait_until(lambda: not open_jobs(), timeout=30, what="the reaper ending the jobs")
