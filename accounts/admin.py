@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from accounts.models import ApiKey, ApiKeyAuditEvent, User
-from accounts.services import api_key_disable, api_key_enable
+from accounts.services import api_key_disable, api_key_enable, worker_connections_close_on_commit
 
 OPERATOR_DISABLED = "disabled by operator"
 
@@ -39,6 +39,11 @@ class UserAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            worker_connections_close_on_commit(user_id=obj.pk)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -75,6 +75,15 @@ def _signup_hooks(user: User) -> None:
     wallets_ensure(user=user)
 
 
+def worker_connections_close_on_commit(*, user_id: int) -> None:
+    """The account's key stopped authenticating: after commit its worker sockets are closed, in every
+    server process (4001)."""
+    from inference.protocol import CLOSE_INVALID_KEY
+    from inference.services.workers import owner_connections_close_on_commit
+
+    owner_connections_close_on_commit(owner_id=user_id, code=CLOSE_INVALID_KEY, reason="invalid or disabled API key")
+
+
 def _audit(api_key: ApiKey, action: str, actor: User | None, reason: str = "") -> None:
     ApiKeyAuditEvent.objects.create(api_key=api_key, action=action, actor=actor, reason=reason)
 
@@ -110,6 +119,7 @@ def api_key_regenerate(*, api_key: ApiKey, actor: User | None) -> str:
     api_key.rotated_at = timezone.now()
     api_key.save(update_fields=["lookup_id", "secret_hash", "encrypted_key", "rotated_at"])
     _audit(api_key, ApiKeyAuditEvent.Action.REGENERATED, actor)
+    worker_connections_close_on_commit(user_id=api_key.user_id)
     return raw
 
 
@@ -123,6 +133,7 @@ def api_key_disable(*, api_key: ApiKey, actor: User | None, reason: str = "") ->
     api_key.is_enabled = False
     api_key.save(update_fields=["is_enabled", "disabled_reason"])
     _audit(api_key, ApiKeyAuditEvent.Action.DISABLED, actor, reason)
+    worker_connections_close_on_commit(user_id=api_key.user_id)
     return api_key
 
 

@@ -66,20 +66,23 @@ class WorkerAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(permissions=["change"], description="Ban: close the connection (4008) and take no more jobs")
+    @admin.action(
+        permissions=["change"],
+        description="Ban the owner: close all its workers (4008); no worker name of it may connect",
+    )
     def ban(self, request, queryset):
         for worker in queryset:
             worker_ban(worker=worker)
         self.message_user(request, f"Banned {queryset.count()} worker(s).", messages.SUCCESS)
 
-    @admin.action(permissions=["change"], description="Lift the ban: the worker may register again")
+    @admin.action(permissions=["change"], description="Lift the owner's ban: its workers may register again")
     def unban(self, request, queryset):
         for worker in queryset:
             worker_unban(worker=worker)
         self.message_user(request, f"Lifted the ban on {queryset.count()} worker(s).", messages.SUCCESS)
 
     @admin.action(
-        permissions=["change"], description="Lift an automatic pause (too many failures): the worker takes jobs again"
+        permissions=["change"], description="Lift an automatic pause (the owner's too): the worker takes jobs again"
     )
     def unpause(self, request, queryset):
         for worker in queryset:

@@ -261,6 +261,13 @@ class ChatSession:
                     continue
             heard = kept = now
             kind = message["type"]
+            if kind == relay.REPLY_OVERFLOW:  # the client read too slowly; close() cancels the job
+                raise ApiError(
+                    "The answer arrived faster than the client read it, so the request was ended.",
+                    status=502,
+                    type="server_error",
+                    code="client_too_slow",
+                )
             if kind == relay.REPLY_ASSIGNED:
                 deadline = None  # a worker has it: the queue timeout no longer applies
             elif kind == relay.REPLY_REQUEUED:

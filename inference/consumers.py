@@ -37,7 +37,7 @@ from inference.services import (
 )
 from inference.services.jobs import Relayed
 from inference.services.leases import job_lease_renew, jobs_lease_renew, reliability_sweep
-from inference.services.trust import job_outcome_record, worker_fault_record
+from inference.services.trust import CLIENT_ERRORS, job_outcome_record, worker_fault_record
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.worker_id: int | None = None
         self.owner = None
+        self.api_key = None
         self.jobs: dict[str, HeldJob] = {}
         self.closing = False
         self.dropped = 0
@@ -123,7 +124,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             logger.warning("worker socket from %s refused: invalid or disabled API key", self._peer())
             await self._close(protocol.CLOSE_INVALID_KEY, "invalid or disabled API key")
             return
-        self.owner = api_key.user
+        self.owner, self.api_key = api_key.user, api_key
         self.watchdog = asyncio.create_task(self._watch())
 
     async def disconnect(self, code):
@@ -140,8 +141,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             channel_name=self.channel_name,
             delivered=delivered,
         )
-        for _ in self.jobs:  # each job it held when it went away counts against the worker
-            await _db(worker_fault_record)(worker_id=self.worker_id, kind="aborted")
+        for job in self.jobs.values():  # each job it held when it went away counts against the worker
+            if not job.cancel_sent:  # (one the client gave up on does not)
+                await _db(worker_fault_record)(worker_id=self.worker_id, kind="aborted")
         self.jobs.clear()
 
     async def dispatch(self, message):
@@ -180,6 +182,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 raise ProtocolViolation(f"{frame['type']} before hello")
             if self.worker_id is not None and frame["type"] == "hello":
                 raise ProtocolViolation("hello sent twice")
+            if frame["type"] == "deltas" and not self.limiter.allow(now, cost=len(frame["deltas"]) - 1):
+                raise ProtocolViolation("more than WORKER_MAX_MESSAGES_PER_SECOND deltas per second")
         except ProtocolViolation as violation:
             logger.warning(
                 "worker %s of %s (%s): protocol violation, frame dropped, closing %s: %s",
@@ -204,6 +208,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 version=frame["version"],
                 hardware=frame["hardware"],
                 channel_name=self.channel_name,
+                api_key=self.api_key,
             )
         except WorkerRefused as refused:
             logger.warning("worker %r of %s refused: %s", frame["worker_name"], self.owner, refused.reason)
@@ -234,6 +239,11 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if not held:
             logger.warning("worker %s: connection no longer holds the worker, closing", self.worker_id)
             await self._close(protocol.CLOSE_PROTOCOL_VIOLATION, "connection superseded")
+            return
+        api_key = await _db(_authenticate)(self.scope)  # a key changed in a way no kick reached
+        if api_key is None or api_key.pk != self.api_key.pk:
+            logger.warning("worker %s: its API key no longer authenticates, closing", self.worker_id)
+            await self._close(protocol.CLOSE_INVALID_KEY, "invalid or disabled API key")
 
     async def on_draining(self, frame: dict) -> None:
         await _db(worker_set_draining)(worker_id=self.worker_id, channel_name=self.channel_name)
@@ -305,17 +315,24 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         if job is None:
             await self._drop(frame)
             return
-        code, message = frame["code"], frame["message"] or f"The worker reported {frame['code']}."
-        if frame["retryable"] and not job.frames and code != "cancelled" and not job.cancel_sent:
-            await _db(job_requeue)(job_id=frame["job_id"], channel_name=self.channel_name, reason=f"{code}: {message}")
+        code, text = frame["code"], frame["message"]
+        logger.info("worker %s: job %s failed with %s: %r", self.worker_id, frame["job_id"], code, text[:500])
+        if code == "cancelled" and not job.cancel_sent:
+            # Cancelled unasked: the worker gave the job up. No reward and, as a failure, a fault.
+            code, text = "worker_error", f"cancelled without a cancel from the platform: {text}"
+        retry = frame["retryable"] and not job.frames and not job.cancel_sent
+        if retry and code not in ("cancelled", "worker_error", *CLIENT_ERRORS):
+            reason = f"the worker reported {code}"
+            await _db(job_requeue)(job_id=frame["job_id"], channel_name=self.channel_name, reason=reason)
             self._in_background(_db(worker_fault_record)(worker_id=self.worker_id, kind="failed"))
             return
         ended = await _db(job_fail)(
             job_id=frame["job_id"],
             channel_name=self.channel_name,
             code=code,
-            message=message,
-            status=Job.Status.CANCELLED if code == "cancelled" else Job.Status.FAILED,
+            worker_message=text,
+            # After the client's cancel, whatever the worker answers ends the job as the client's doing.
+            status=Job.Status.CANCELLED if job.cancel_sent else Job.Status.FAILED,
             completion_tokens=job.tokens,
             output=job.text(),
             first_token_at=job.first_token_at,
@@ -354,15 +371,20 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "cancel", "job_id": event["job_id"]})
 
     async def job_revoke(self, event: dict) -> None:
-        """The reaper took the job back (lease lapsed, or too long): relay nothing more of it."""
+        """The reaper took the job back (lease lapsed, or too long): relay nothing more of it. A job this
+        connection was sent and let lapse while its server heard it is the worker's fault."""
         job = self.jobs.pop(event["job_id"], None)
-        if job is not None and not self.closing:
+        if job is None:
+            return
+        if not job.cancel_sent:
+            self._in_background(_db(worker_fault_record)(worker_id=self.worker_id, kind=event["fault"]))
+        if not self.closing:
             await self.send_frame({"type": "cancel", "job_id": event["job_id"]})
 
     async def worker_kick(self, event: dict) -> None:
         if not self.closing:
             logger.info("worker %s: closed by the platform (%s)", self.worker_id, event["code"])
-            await self._close(event["code"], "closed by an operator")
+            await self._close(event["code"], event.get("reason", "closed by an operator"))
 
     # Plumbing.
 

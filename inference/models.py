@@ -166,7 +166,10 @@ class Job(models.Model):
     output_bytes = models.PositiveIntegerField(default=0, db_default=0)  # UTF-8 bytes of completion text relayed
     claim_discrepancy = models.BooleanField(default=False, db_default=False)
     error_code = models.CharField(max_length=64, blank=True)
+    # The platform's own words for error_code: what the customer sees.
     error_message = models.TextField(blank=True)
+    # What the worker said about its failure, for operators only (the logs and the console's job page).
+    worker_message = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -179,3 +182,33 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.status})"
+
+
+class OwnerTrust(models.Model):
+    """The trust record of a worker owner's account as a whole: a ban refuses every worker name it
+    registers; a pause (its workers paused too often) keeps all of its workers from dispatch."""
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="worker_trust"
+    )
+    banned_at = models.DateTimeField(null=True, blank=True)
+    paused_until = models.DateTimeField(null=True, blank=True)
+    pauses_window_start = models.DateTimeField(null=True, blank=True)
+    pauses_in_window = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "worker owner's trust record"
+
+    def __str__(self) -> str:
+        return f"trust of {self.owner_id}"
+
+
+class PlatformBeat(models.Model):
+    """When a periodic part of the platform last ran (one row per part, e.g. the lease reaper): a long
+    gap means the platform itself was down, and what lapsed meanwhile is no worker's fault."""
+
+    name = models.CharField(primary_key=True, max_length=32)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at}"

@@ -13,6 +13,7 @@ CLOSE_INVALID_KEY = 4001
 CLOSE_UNSUPPORTED_PROTOCOL = 4002
 CLOSE_PROTOCOL_VIOLATION = 4003
 CLOSE_HELLO_TIMEOUT = 4004
+CLOSE_TOO_MANY_CONNECTIONS = 4005
 CLOSE_BANNED = 4008
 CLOSE_HEARTBEAT_TIMEOUT = 4009
 
@@ -205,17 +206,17 @@ def parse_frame(text: str | None, *, max_bytes: int) -> dict:
 
 
 class RateLimiter:
-    """Token bucket: `rate` frames per second on average, bursts up to one second's worth."""
+    """Token bucket: `rate` messages per second on average, bursts up to one second's worth."""
 
     def __init__(self, rate: float, *, now: float):
         self.rate = rate
         self.allowance = rate
         self.updated = now
 
-    def allow(self, now: float) -> bool:
+    def allow(self, now: float, cost: int = 1) -> bool:
         self.allowance = min(self.rate, self.allowance + (now - self.updated) * self.rate)
         self.updated = now
-        if self.allowance < 1 or math.isnan(self.allowance):
+        if self.allowance < cost or math.isnan(self.allowance):
             return False
-        self.allowance -= 1
+        self.allowance -= cost
         return True

@@ -12,6 +12,8 @@ import threading
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
+from sogni_platform.channel_layers import CHANNEL_OVERFLOW
+
 # To a worker connection.
 WORKER_JOB_ASSIGN = "job.assign"
 WORKER_JOB_CANCEL = "job.cancel"
@@ -23,6 +25,7 @@ REPLY_REQUEUED = "job.requeued"
 REPLY_DELTA = "job.delta"
 REPLY_DONE = "job.done"
 REPLY_ERROR = "job.error"
+REPLY_OVERFLOW = CHANNEL_OVERFLOW  # from the channel layer: the reader fell too far behind
 
 
 _thread = threading.local()

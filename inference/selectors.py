@@ -1,7 +1,8 @@
+import functools
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count
+from django.db import connection
 from django.utils import timezone
 
 from inference.models import LlmModel, Worker
@@ -25,23 +26,39 @@ def worker_fresh_since() -> datetime:
     return timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
 
 
-def _online_workers():
-    return Worker.objects.filter(status=Worker.Status.ONLINE, last_heartbeat__gte=worker_fresh_since())
+# The one definition of a worker that takes jobs, for a worker row aliased `w`: online, heard from
+# lately, not paused (a banned one is not online). Dispatch adds "has a free slot"; /v1/models counts
+# these. Raw SQL, as dispatch's statements are. Parameters: worker_eligible_params(now).
+WORKER_ELIGIBLE_SQL = "w.status = %s AND w.last_heartbeat >= %s AND (w.paused_until IS NULL OR w.paused_until <= %s)"
+
+
+def worker_eligible_params(now: datetime) -> list:
+    adapt = connection.ops.adapt_datetimefield_value
+    return [Worker.Status.ONLINE, adapt(worker_fresh_since()), adapt(now)]
+
+
+@functools.cache
+def _eligible_serving_sql(select: str) -> str:
+    worker, served = Worker._meta.db_table, Worker.served_models.through._meta.db_table
+    return (
+        f"SELECT {select} FROM {worker} w JOIN {served} m ON m.worker_id = w.id "  # noqa: S608 - names from model meta
+        f"WHERE {WORKER_ELIGIBLE_SQL}"
+    )
 
 
 def online_worker_counts() -> dict[str, int]:
-    """Model id → number of online workers serving it (models without one are absent)."""
-    rows = (
-        _online_workers()
-        .filter(served_models__isnull=False)
-        .values("served_models")
-        .annotate(count=Count("id", distinct=True))
-    )
-    return {row["served_models"]: row["count"] for row in rows}
+    """Model id → number of workers taking its jobs (models without one are absent)."""
+    with connection.cursor() as cursor:
+        sql = _eligible_serving_sql("m.llmmodel_id, COUNT(DISTINCT w.id)") + " GROUP BY m.llmmodel_id"
+        cursor.execute(sql, worker_eligible_params(timezone.now()))
+        return dict(cursor.fetchall())
 
 
 def model_has_online_worker(*, model_id: str) -> bool:
-    return _online_workers().filter(served_models=model_id).exists()
+    with connection.cursor() as cursor:
+        sql = _eligible_serving_sql("1") + " AND m.llmmodel_id = %s LIMIT 1"
+        cursor.execute(sql, [*worker_eligible_params(timezone.now()), model_id])
+        return cursor.fetchone() is not None
 
 
 # Model id (None: the default) → enabled model; only models found are kept, so its size is the catalog's.

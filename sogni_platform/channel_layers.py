@@ -9,6 +9,9 @@ The channels of one event loop share one Redis subscription, their inbox: a chan
 `<inbox>!<id>`, and a message for it from another process is published to the inbox with the
 channel's name and put on that channel's queue here. Opening and closing a channel (one per
 request) costs Redis nothing. A name without `!` is published to as it is.
+
+A channel here holds at most `capacity` unread messages: past that it gets one CHANNEL_OVERFLOW
+message and drops the rest, so a sender faster than the reader cannot grow the process without bound.
 """
 
 import asyncio
@@ -22,18 +25,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 logger = logging.getLogger(__name__)
 
 _TO = "__channel__"  # the channel an inbox message is for
+# The last message a channel gets when its reader fell `capacity` messages behind.
+CHANNEL_OVERFLOW = "channel.overflow"
 
 
 @dataclass(slots=True)
 class _LocalChannel:
     queue: asyncio.Queue
     loop: asyncio.AbstractEventLoop
+    overflowed: bool = False
 
 
 class LocalFirstChannelLayer:
     extensions = ["flush"]  # no groups: a channel here is not subscribed in Redis by its own name
 
-    def __init__(self, **config):
+    def __init__(self, capacity: int = 100_000, **config):
+        self.capacity = capacity
         self.remote = RedisPubSubChannelLayer(**config)
         self.local: dict[str, _LocalChannel] = {}
         # Per event loop: its inbox's name once subscribed, and the tasks that hand what arrives in an
@@ -85,7 +92,17 @@ class LocalFirstChannelLayer:
                 continue
             local = self.local.get(message.pop(_TO, None))
             if local is not None and local.loop is loop:  # else gone (dropped, as Redis drops what nobody reads)
-                local.queue.put_nowait(message)
+                self._put(local, message)
+
+    def _put(self, local: _LocalChannel, message: dict) -> None:
+        """On the channel's own loop: queue `message`, unless the reader is `capacity` messages behind."""
+        if local.overflowed:
+            return
+        if local.queue.qsize() >= self.capacity:
+            local.overflowed = True
+            message = {"type": CHANNEL_OVERFLOW}
+            logger.warning("channel layer: a reader fell %s messages behind; its channel is cut off", self.capacity)
+        local.queue.put_nowait(message)
 
     async def _send_remote(self, channel: str, message: dict) -> None:
         inbox, routed, _ = channel.rpartition("!")
@@ -101,7 +118,7 @@ class LocalFirstChannelLayer:
     async def send(self, channel: str, message: dict) -> None:
         local = self._here(channel)
         if local is not None:
-            local.queue.put_nowait(message)
+            self._put(local, message)
         elif not self.send_local_threadsafe(channel, message):  # read on another thread's loop, or not here
             await self._send_remote(channel, message)
 
@@ -112,7 +129,7 @@ class LocalFirstChannelLayer:
         if local is None:
             return False
         try:
-            local.loop.call_soon_threadsafe(local.queue.put_nowait, message)
+            local.loop.call_soon_threadsafe(self._put, local, message)
         except RuntimeError:  # that loop is gone, and its reader with it
             self.local.pop(channel, None)
             return False
@@ -131,7 +148,7 @@ class LocalFirstChannelLayer:
             queue = asyncio.Queue()
             while not local.queue.empty():
                 queue.put_nowait(local.queue.get_nowait())
-            local = self.local[channel] = _LocalChannel(queue=queue, loop=running)
+            local = self.local[channel] = _LocalChannel(queue=queue, loop=running, overflowed=local.overflowed)
             self._route(running, channel.rpartition("!")[0])
         return local
 

@@ -133,16 +133,20 @@ STATIC_ROOT = env_str("STATIC_ROOT")
 # Channel layer: Redis pub/sub between processes when REDIS_URL is set (in-process sends skip Redis), else
 # in-memory (one process only).
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "sogni")
+# Messages one channel of a server process holds unread (a reply channel whose client reads slowly): past
+# it the request ends with an error, so a worker cannot grow a process's memory without bound.
+CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 100_000)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "sogni_platform.channel_layers.LocalFirstChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX, "capacity": CHANNEL_CAPACITY},
         }
     }
 else:
-    # A reply channel may hold a whole answer's deltas while its reader is slow.
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 100_000}}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": CHANNEL_CAPACITY}}
+    }
 
 # Celery: over Redis when REDIS_URL is set, else eager in the web process.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -182,6 +186,7 @@ JOB_QUIET_CHECK_SECONDS = float(env_str("JOB_QUIET_CHECK_SECONDS", "5"))
 WORKER_HEARTBEAT_SECONDS = float(env_str("WORKER_HEARTBEAT_SECONDS", "5"))
 WORKER_HELLO_TIMEOUT = float(env_str("WORKER_HELLO_TIMEOUT", "10"))
 WORKER_MAX_MESSAGE_BYTES = env_int("WORKER_MAX_MESSAGE_BYTES", 64 * 1024)
+# Frames per second per worker connection; each delta of a `deltas` frame counts as one.
 WORKER_MAX_MESSAGES_PER_SECOND = env_int("WORKER_MAX_MESSAGES_PER_SECOND", 2000)
 # Token accounting (docs "Token counting"). Uploaded tokenizers (LlmModel.tokenizer) live under MEDIA_ROOT,
 # which every server and Celery process must see.
@@ -192,6 +197,8 @@ CLAIM_TOLERANCE_TOKENS = env_int("CLAIM_TOLERANCE_TOKENS", 2)
 # Output a job may relay: max_tokens times this many UTF-8 bytes, plus the slack; past it the job fails.
 JOB_OUTPUT_BYTES_PER_TOKEN = env_int("JOB_OUTPUT_BYTES_PER_TOKEN", 32)
 JOB_OUTPUT_BYTES_SLACK = env_int("JOB_OUTPUT_BYTES_SLACK", 4096)
+# Live worker connections one account may hold (across server processes); more are closed with 4005.
+WORKER_MAX_CONNECTIONS_PER_OWNER = env_int("WORKER_MAX_CONNECTIONS_PER_OWNER", 16)
 CELERY_BEAT_SCHEDULE["inference-reap-stale"] = {"task": "inference.tasks.reap_stale_task", "schedule": 30.0}
 
 # Reliability: leases, earnings escrow, worker trust (docs/operations.md "Reliability").
@@ -203,6 +210,9 @@ WORKER_PROBATION_DAYS = float(env_str("WORKER_PROBATION_DAYS", "7"))
 WORKER_MAX_FAILURES_PER_HOUR = env_int("WORKER_MAX_FAILURES_PER_HOUR", 5)
 WORKER_PAUSE_SECONDS = float(env_str("WORKER_PAUSE_SECONDS", "3600"))
 WORKER_MAX_PLAUSIBLE_TPS = float(env_str("WORKER_MAX_PLAUSIBLE_TPS", "2000"))
+# An owner whose workers were paused more than this many times within a day is paused as a whole.
+OWNER_MAX_PAUSES_PER_DAY = env_int("OWNER_MAX_PAUSES_PER_DAY", 3)
+OWNER_PAUSE_SECONDS = float(env_str("OWNER_PAUSE_SECONDS", "86400"))
 CELERY_BEAT_SCHEDULE["inference-reap-leases"] = {
     "task": "inference.tasks.reap_leases_task",
     "schedule": JOB_REAPER_SECONDS,

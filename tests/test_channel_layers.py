@@ -156,3 +156,25 @@ def test_health_checks_leave_no_channel_behind():
         return statuses, len(layer.local) - before
 
     assert async_to_sync(scenario)() == ([200] * 5, 0)
+
+
+def test_a_reader_too_far_behind_gets_one_overflow_message_and_nothing_more():
+    from sogni_platform.channel_layers import CHANNEL_OVERFLOW
+
+    async def scenario():
+        here = LocalFirstChannelLayer(**{**layer_config(), "capacity": 5})
+        elsewhere = LocalFirstChannelLayer(**layer_config())
+        channel = await here.new_channel()
+        for number in range(8):
+            await here.send(channel, {"type": "job.delta", "number": number})
+        await elsewhere.send(channel, {"type": "job.done"})  # through Redis: dropped too
+        await asyncio.sleep(0.3)
+        received = [here.receive_nowait(channel) for _ in range(7)]
+        await here.flush()
+        await elsewhere.flush()
+        return received
+
+    received = async_to_sync(scenario)()
+    assert [message.get("number") for message in received[:5]] == [0, 1, 2, 3, 4]
+    assert received[5] == {"type": CHANNEL_OVERFLOW}
+    assert received[6] is None

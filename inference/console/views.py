@@ -12,6 +12,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -23,7 +24,7 @@ from billing.services import AdjustmentRejected, wallet_adjust, wallets_ensure
 from billing.templatetags.billing_tags import usd
 from inference.console import selectors
 from inference.console.forms import JobFilterForm, KeyDisableForm, WalletAdjustForm
-from inference.models import Job, LlmModel, Worker
+from inference.models import Job, LlmModel, OwnerTrust, Worker
 from inference.services import worker_ban
 from inference.usage.charts import Series, bar_chart
 from inference.usage.selectors import job_cost, job_hold, job_timing, worker_state
@@ -85,7 +86,11 @@ def worker_ban_view(request, worker_id: int):
     else:
         worker_ban(worker=worker)
         logger.warning("worker %s (%s of %s) banned by operator %s", worker.pk, worker.name, worker.owner, request.user)
-        messages.success(request, f"Worker {worker.name} is banned: its connection is closed and it gets no jobs.")
+        messages.success(
+            request,
+            f"Worker {worker.name} is banned with every worker of {worker.owner}: their connections are closed, "
+            "they get no jobs and no new worker name of that account may connect.",
+        )
     return _back(request, reverse("console:workers"))
 
 
@@ -191,6 +196,8 @@ def account_detail(request, user_id: int):
         "adjust_key": uuid.uuid4().hex,
         "disable_form": KeyDisableForm(),
         "workers": Worker.objects.filter(owner=account).order_by("name"),
+        "owner_trust": OwnerTrust.objects.filter(owner=account).first(),
+        "now": timezone.now(),
         "recent_jobs": Job.objects.filter(user=account).select_related("model").order_by("-created_at")[:10],
         "token_types": TokenType.choices,
     }

@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts.models import TokenTypePreference, User
 from inference.models import Job, Worker
 from inference.relay import WORKER_JOB_ASSIGN, send_on_commit
-from inference.selectors import worker_fresh_since
+from inference.selectors import WORKER_ELIGIBLE_SQL, worker_eligible_params
 from sogni_platform.rows import insert, insert_select, update
 
 logger = logging.getLogger(__name__)
@@ -36,12 +36,11 @@ _ORDER_BY = (
 def _pick_sql(*, columns: str, lock: str) -> str:
     """Healthy and fast first: unflagged, then the failure rate in tenths, then load, then measured
     speed, most slots, longest idle. Raw SQL: building this query with the ORM cost ~5 ms of CPU a
-    request here. Parameters: model id, online status, fresh-since, now."""
+    request here. Parameters: model id, then worker_eligible_params."""
     worker, served = Worker._meta.db_table, Worker.served_models.through._meta.db_table
     return (
         f"SELECT {columns} FROM {worker} w JOIN {served} m ON m.worker_id = w.id "  # noqa: S608 - names from model meta
-        "WHERE m.llmmodel_id = %s AND w.status = %s AND w.in_flight < w.slots AND w.last_heartbeat >= %s "
-        f"AND (w.paused_until IS NULL OR w.paused_until <= %s) {_ORDER_BY}{lock}"
+        f"WHERE m.llmmodel_id = %s AND w.in_flight < w.slots AND {WORKER_ELIGIBLE_SQL} {_ORDER_BY}{lock}"
     )
 
 
@@ -59,8 +58,7 @@ def _claim_free_sql(returning: str = "id, channel_name", condition: str = "") ->
 
 
 def _pick_params(model_id: str, now) -> list:
-    adapt = connection.ops.adapt_datetimefield_value
-    return [model_id, Worker.Status.ONLINE, adapt(worker_fresh_since()), adapt(now)]
+    return [model_id, *worker_eligible_params(now)]
 
 
 def _claim_free(model_id: str, now) -> tuple[int, str] | None:

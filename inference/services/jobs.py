@@ -18,6 +18,7 @@ from django.utils import timezone
 from billing.models import Hold
 from billing.services import HoldNotFound, job_release, job_settle
 from inference.counting import BOUNDED
+from inference.errors import error_message
 from inference.models import Job, LlmModel
 from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
 from inference.services.claims import job_counts
@@ -255,7 +256,8 @@ def job_fail(
     *,
     job_id: JobId,
     code: str,
-    message: str,
+    message: str | None = None,
+    worker_message: str = "",
     channel_name: str | None = None,
     status: str = Job.Status.FAILED,
     completion_tokens: int | None = None,
@@ -265,11 +267,13 @@ def job_fail(
 ) -> Job | None:
     """End a job that has not finished, with an error the waiting request reports.
 
-    With `channel_name`, only while that worker connection holds the job. `output` is the completion
-    text already delivered to the client (billed on the platform's count), `completion_tokens` what
-    the worker claimed for it. Cancelled (the client left) after the first token, the prompt is billed
-    at the platform's count of it.
+    `message` is the platform's (by default its words for `code`); what a worker said goes in
+    `worker_message`, kept for operators and never sent to the customer. With `channel_name`, only while
+    that worker connection holds the job. `output` is the completion text already delivered to the
+    client (billed on the platform's count), `completion_tokens` what the worker claimed for it.
+    Cancelled (the client left) after the first token, the prompt is billed at the platform's count of it.
     """
+    message = message or error_message(code)
     with transaction.atomic():
         statuses = Job.ACTIVE if channel_name else (Job.Status.QUEUED, *Job.ACTIVE)
         job = _locked(job_id, channel_name=channel_name, statuses=statuses)
@@ -282,6 +286,7 @@ def job_fail(
             status=status,
             error_code=code,
             error_message=message[:2000],
+            worker_message=worker_message[:4096],
             first_token_at=job.first_token_at or first_token_at,
             prompt_tokens=job.prompt_tokens_estimate if client_left_after_tokens else 0,
             **counts,
@@ -302,8 +307,9 @@ def job_requeue(*, job_id: JobId, channel_name: str, reason: str) -> Job | None:
 
 
 def _requeue(job: Job, *, reason: str) -> Job:
+    """`reason` is the platform's words (a worker's own text never reaches the customer)."""
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-        message = f"The job failed on {job.attempts} workers; the last one reported: {reason}"
+        message = f"The job failed on {job.attempts} workers; the last one: {reason}"
         _job_end(job, status=Job.Status.FAILED, error_code="worker_error", error_message=message)
         send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": "worker_error", "message": message})
         return job

@@ -6,6 +6,14 @@ heartbeat listing it. The reaper (Celery beat, every JOB_REAPER_SECONDS) requeue
 expired before its first token, fails one that had streamed (charged for the tokens recorded as
 delivered, no reward), fails any job past JOB_MAX_DURATION_SECONDS, takes a silent worker out of
 dispatch, and releases billing holds left open by jobs that are gone.
+
+A lapse counts against the worker only when the platform was there to hear it:
+- the reaper records each run (PlatformBeat); if it had not run for more than a lease (Celery, beat,
+  Redis or the database were down), leases could not be renewed or jobs completed meanwhile, so its
+  first run back gives every active job a fresh lease instead of reaping it;
+- the fault is recorded by the worker's connection when it receives the job's revoke, and only for a
+  job it had been sent: a connection whose server process died (restarted) hears nothing, so the
+  worker of a job lost with its server is not blamed.
 """
 
 import logging
@@ -20,15 +28,17 @@ from django.utils import timezone
 
 from billing.models import Hold
 from billing.services import job_release
-from inference.models import Job, Worker
+from inference.models import Job, PlatformBeat, Worker
 from inference.relay import REPLY_ERROR, WORKER_KICK, send_on_commit
 from inference.services.jobs import _job_end, _locked, _requeue, job_done_message
 
 logger = logging.getLogger(__name__)
 
 # To a worker connection: forget this job (the platform took it back); the worker is told to cancel.
+# Its `fault` ("aborted", "failed") is recorded against the worker if the connection held the job.
 WORKER_JOB_REVOKE = "job.revoke"
 CLOSE_HEARTBEAT_TIMEOUT = 4009
+REAPER_BEAT = "lease_reaper"
 
 
 def lease_deadline(now: datetime | None = None) -> datetime:
@@ -72,9 +82,9 @@ def _too_long(now: datetime) -> Q:
     return Q(assigned_at__lt=now - timedelta(seconds=settings.JOB_MAX_DURATION_SECONDS))
 
 
-def _revoke_on_commit(job: Job, channel_name: str) -> None:
+def _revoke_on_commit(job: Job, channel_name: str, fault: str) -> None:
     if channel_name:
-        send_on_commit(channel_name, {"type": WORKER_JOB_REVOKE, "job_id": str(job.id)})
+        send_on_commit(channel_name, {"type": WORKER_JOB_REVOKE, "job_id": str(job.id), "fault": fault})
 
 
 def _worker_silence(worker_id: int | None, channel_name: str, now: datetime) -> bool:
@@ -97,8 +107,6 @@ def _worker_silence(worker_id: int | None, channel_name: str, now: datetime) -> 
 
 def _reap_one(job_id, now: datetime) -> str | None:
     """One job whose lease lapsed or that ran too long; what was done to it, if anything."""
-    from inference.services.trust import worker_fault_record
-
     with transaction.atomic():
         job = _locked(job_id, channel_name=None, statuses=Job.ACTIVE)
         if job is None:
@@ -109,8 +117,9 @@ def _reap_one(job_id, now: datetime) -> str | None:
         if not too_long and not Job.objects.filter(_expired(now), pk=job.pk).exists():
             return None  # renewed meanwhile
         worker_id, channel_name = job.worker_id, job.worker_channel
-        _revoke_on_commit(job, channel_name)  # before a kick, so the worker hears it first
-        silent = _worker_silence(worker_id, channel_name, now)
+        fault = "aborted" if job.status == Job.Status.ASSIGNED and not too_long else "failed"
+        _revoke_on_commit(job, channel_name, fault)  # before a kick, so the worker hears it first
+        _worker_silence(worker_id, channel_name, now)
         if too_long:
             code, outcome = "job_timeout", "timed_out"
             message = f"The job ran longer than the {settings.JOB_MAX_DURATION_SECONDS:g} s limit."
@@ -118,8 +127,6 @@ def _reap_one(job_id, now: datetime) -> str | None:
             job.lease_expires_at = None
             job.save(update_fields=["lease_expires_at"])
             _requeue(job, reason="the worker went silent before the first token (lease expired)")
-            if silent:  # a worker still heartbeating may never have received the job (a lost message)
-                worker_fault_record(worker_id=worker_id, kind="aborted")
             return "requeued"
         else:
             code, outcome = "worker_timeout", "failed"
@@ -127,13 +134,34 @@ def _reap_one(job_id, now: datetime) -> str | None:
         # Charged for the tokens recorded as delivered; the worker earns nothing for a failed job.
         _job_end(job, status=Job.Status.FAILED, error_code=code, error_message=message)
         send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": code, "message": message})
-        worker_fault_record(worker_id=worker_id, kind="failed")
         return outcome
 
 
+def _platform_was_away(now: datetime) -> int | None:
+    """Record this reaper run. If the last one was more than a lease ago, every active job gets a fresh
+    lease (how many), in the same transaction: a concurrent run waits for it and finds none lapsed."""
+    with transaction.atomic():
+        beat = PlatformBeat.objects.select_for_update().filter(name=REAPER_BEAT).first()
+        if beat is None:
+            PlatformBeat.objects.create(name=REAPER_BEAT, at=now)
+            return None
+        last, beat.at = beat.at, max(beat.at, now)
+        beat.save(update_fields=["at"])
+        if last >= now - timedelta(seconds=settings.JOB_LEASE_SECONDS):
+            return None
+        renewed = Job.objects.filter(status__in=Job.ACTIVE).update(lease_expires_at=lease_deadline(now))
+    logger.warning("lease reaper: not run for %.0f s; %s active job lease(s) renewed, nobody blamed",
+                   (now - last).total_seconds(), renewed)  # fmt: skip
+    return renewed
+
+
 def jobs_reap_leases(*, now: datetime | None = None) -> dict[str, int]:
-    """Act on every active job whose lease lapsed or that ran past JOB_MAX_DURATION_SECONDS."""
+    """Act on every active job whose lease lapsed or that ran past JOB_MAX_DURATION_SECONDS (unless the
+    reaper itself had not run for more than a lease: then leases are renewed)."""
     now = now or timezone.now()
+    renewed = _platform_was_away(now)
+    if renewed is not None:
+        return {"renewed": renewed}
     counts: dict[str, int] = {}
     due = Job.objects.filter(status__in=Job.ACTIVE).filter(_expired(now) | _too_long(now))
     for job_id in due.values_list("id", flat=True)[:1000]:

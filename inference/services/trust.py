@@ -2,7 +2,12 @@
 
 Success is one UPDATE; a fault (failed or dropped job) locks the worker row to count faults in
 the current hour and pauses the worker past WORKER_MAX_FAILURES_PER_HOUR for WORKER_PAUSE_SECONDS.
-Dispatch skips paused workers and orders the rest healthiest and fastest first.
+An owner whose workers were paused more than OWNER_MAX_PAUSES_PER_DAY times in a day is paused as
+a whole (every worker it has or registers) for OWNER_PAUSE_SECONDS. Dispatch skips paused workers
+and orders the rest healthiest and fastest first.
+
+Only what a worker caused is a fault: a client error it reports (CLIENT_ERRORS) and the client's
+cancel are not, nor a lease that lapsed while the platform could not hear it (inference.services.leases).
 """
 
 import functools
@@ -11,14 +16,17 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from inference.models import Job, Worker
+from inference.models import Job, OwnerTrust, Worker
 
 logger = logging.getLogger(__name__)
 
 # A job this short says nothing about a worker's speed (one token in no time is not a sign of fraud).
 MIN_TOKENS_TO_JUDGE = 32
+# Errors a worker reports about the request itself: the client's doing, never the worker's fault.
+CLIENT_ERRORS = ("invalid_request", "context_length_exceeded")
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int:
@@ -61,6 +69,7 @@ def worker_fault_record(*, worker_id: int | None, kind: str, now: datetime | Non
         return False
     now = now or timezone.now()
     counter = {"failed": "jobs_failed", "aborted": "jobs_aborted", "discrepancy": "discrepancies"}[kind]
+    owner_id = None
     with transaction.atomic():
         worker = Worker.objects.select_for_update().filter(pk=worker_id).first()
         if worker is None:
@@ -80,12 +89,44 @@ def worker_fault_record(*, worker_id: int | None, kind: str, now: datetime | Non
                 worker.faults_in_window,
             )
         worker.save(update_fields=[counter, "faults_window_start", "faults_in_window", "paused_until"])
+        owner_id = worker.owner_id
+    if paused:  # after the worker's own transaction: owner then workers is the only lock order
+        owner_pause_count(owner_id=owner_id, now=now)
+    return paused
+
+
+def owner_pause_count(*, owner_id: int, now: datetime) -> bool:
+    """One of the owner's workers was just paused; True if that paused the owner as a whole."""
+    with transaction.atomic():
+        trust, _ = OwnerTrust.objects.select_for_update().get_or_create(owner_id=owner_id)
+        if trust.pauses_window_start is None or trust.pauses_window_start < now - timedelta(days=1):
+            trust.pauses_window_start, trust.pauses_in_window = now, 1
+        else:
+            trust.pauses_in_window += 1
+        paused = trust.pauses_in_window > settings.OWNER_MAX_PAUSES_PER_DAY and not (
+            trust.paused_until and trust.paused_until > now
+        )
+        if paused:
+            trust.paused_until = now + timedelta(seconds=settings.OWNER_PAUSE_SECONDS)
+            Worker.objects.filter(owner_id=owner_id).filter(
+                Q(paused_until__isnull=True) | Q(paused_until__lt=trust.paused_until)
+            ).update(paused_until=trust.paused_until)
+            logger.warning("owner %s paused until %s: workers paused %s times in a day", owner_id,
+                           trust.paused_until, trust.pauses_in_window)  # fmt: skip
+        trust.save()
     return paused
 
 
 def worker_unpause(*, worker: Worker) -> None:
-    """An operator lifts an automatic pause; the fault count starts over."""
-    Worker.objects.filter(pk=worker.pk).update(paused_until=None, faults_in_window=0, faults_window_start=None)
+    """An operator lifts an automatic pause (the owner's too, if it is paused as a whole: the operator
+    vouches for it); the fault counts start over."""
+    with transaction.atomic():
+        trust = OwnerTrust.objects.select_for_update().filter(owner_id=worker.owner_id).first()
+        if trust is not None and trust.paused_until:
+            Worker.objects.filter(owner_id=worker.owner_id, paused_until=trust.paused_until).update(paused_until=None)
+            trust.paused_until, trust.pauses_in_window, trust.pauses_window_start = None, 0, None
+            trust.save()
+        Worker.objects.filter(pk=worker.pk).update(paused_until=None, faults_in_window=0, faults_window_start=None)
 
 
 def worker_paused(worker: Worker, now: datetime | None = None) -> bool:
@@ -93,11 +134,11 @@ def worker_paused(worker: Worker, now: datetime | None = None) -> bool:
 
 
 def job_outcome_record(*, job: Job | None) -> None:
-    """After a worker connection ended `job`: completed, or a fault if it failed (a client's cancel is
-    no fault of the worker's)."""
+    """After a worker connection ended `job`: completed, or a fault if it failed for a reason of the
+    worker's (not a client error it reported; a client's cancel ends a job cancelled, not failed)."""
     if job is None:
         return
     if job.status == Job.Status.COMPLETED:
         worker_completed_record(job=job)
-    elif job.status == Job.Status.FAILED:
+    elif job.status == Job.Status.FAILED and job.error_code not in CLIENT_ERRORS:
         worker_fault_record(worker_id=job.worker_id, kind="failed")

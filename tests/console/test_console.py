@@ -81,12 +81,16 @@ def test_overview_shows_online_workers_load_queue_depth_and_jobs_by_status(ops, 
 def test_ban_sets_status_and_dispatch_never_picks_the_banned_worker(ops, catalog, make_user):
     owner, user = make_user("owner@example.com"), make_user("user@example.com")
     banned = worker_online(owner, "bad-box", slots=4)
-    good = worker_online(owner, "good-box", slots=1)
+    sibling = worker_online(owner, "bad-box-2", slots=4)
+    good = worker_online(make_user("other-owner@example.com"), "good-box", slots=1)
     # bad-box would win on load (least loaded, most slots): only the ban keeps jobs off it.
     response = ops.post(reverse("console:worker-ban", args=[banned.pk]), {"next": reverse("console:overview")})
     assert response.status_code == 302 and response["Location"] == reverse("console:overview")
     banned.refresh_from_db()
-    assert banned.status == Worker.Status.BANNED
+    sibling.refresh_from_db()
+    # A ban is the owner's: every worker of that account is banned with it, as its account page says.
+    assert banned.status == sibling.status == Worker.Status.BANNED
+    assert "data-owner-banned" in ops.get(reverse("console:account", args=[owner.pk])).content.decode()
 
     first = job_queued(user)
     assert job_dispatch(job_id=first.id) is True

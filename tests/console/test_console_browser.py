@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from inference.models import Job, Worker
 from tests.support.processes import wait_until
-from tests.support.workers import PASSWORD, SMOLLM2, account_create, worker_row
+from tests.support.workers import PASSWORD, SMOLLM2, account_create, wait_worker_online, worker_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -66,7 +66,7 @@ def test_operator_bans_an_online_worker_and_it_gets_no_more_jobs(live_platform, 
 
     page.on("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Ban").click()
-    expect(page.get_by_text("Worker rogue-box is banned")).to_be_visible()
+    expect(page.get_by_text("Worker rogue-box is banned with every worker of")).to_be_visible()
     expect(page.locator("[data-no-workers]")).to_be_visible()
     expect(page.locator("[data-online-count]")).to_have_text("0")
 
@@ -85,8 +85,15 @@ def test_operator_bans_an_online_worker_and_it_gets_no_more_jobs(live_platform, 
     assert again.popen.returncode == 1, again.log()
     assert _chat(url, customer.key).status_code == 503
 
-    # Another worker takes the model's jobs; the banned one never had another.
-    workers.start("honest-box", **SCRIPTED)
+    # A new name does not escape it: the ban is the owner's.
+    renamed = workers.start("rogue-box-2", wait=False, **SCRIPTED)
+    wait_until(lambda: not renamed.alive(), timeout=60, what="the renamed banned worker to be refused")
+    assert renamed.popen.returncode == 1, renamed.log()
+    assert "4008" in renamed.log()
+
+    # Another operator's worker takes the model's jobs; the banned one never had another.
+    honest = account_create(email="honest@example.com")
+    wait_worker_online(workers.start("honest-box", wait=False, key=honest.key, **SCRIPTED), owner=honest.user)
     served = _chat(url, customer.key)
     assert served.status_code == 200, served.text
     assert Job.objects.get(public_id=served.json()["id"]).worker.name == "honest-box"

@@ -108,9 +108,9 @@ def fault_platform(live_env, redis_server):
     platform = LivePlatform(url=daphne.extra["url"], env=env, daphne=daphne, celery=celery)
     platform.beat = beat
     yield platform
-    daphne.stop()
+    platform.daphne.stop()  # the ones running now: a test may have restarted them
     beat.stop()
-    celery.stop()
+    platform.celery.stop()
 
 
 @pytest.fixture
@@ -312,4 +312,85 @@ def test_requests_succeed_again_soon_after_redis_restarts_under_load_and_nothing
     )
     # The reaper (and each request's own queue timeout) leave no job or hold open.
     wait_until(lambda: not open_jobs() and not open_holds(), timeout=60, what="no job or hold open")
+    ledger_is_sound()
+
+
+def fault_free(*rows) -> list[tuple[str, int, int, object]]:
+    """(name, failed, aborted, paused until) of each worker row, read anew."""
+    for row in rows:
+        row.refresh_from_db()
+    return [(row.name, row.jobs_failed, row.jobs_aborted, row.paused_until) for row in rows]
+
+
+def test_celery_killed_during_jobs_blames_no_worker_and_completes_the_jobs_when_it_is_back(
+    fault_platform, pool, user, operator
+):
+    from inference.models import Job
+
+    rows = [worker_row(owner=operator.user, name=scripted(pool, name).extra["name"]) for name in ("calm-a", "calm-b")]
+    client = client_for(fault_platform, user)
+    replies: list = []
+
+    def ask() -> None:
+        replies.append(client.chat.completions.create(model=SCRIPTED, messages=HI, max_tokens=15))
+
+    requests = [threading.Thread(target=ask) for _ in rows]
+    for request in requests:
+        request.start()
+    wait_until(lambda: Job.objects.filter(status="running").count() == 2, timeout=30, what="both jobs running")
+    fault_platform.celery.signal(signal.SIGKILL)
+    fault_platform.celery.popen.wait(10)
+    # The workers finish (15 tokens at 5/s) and hand `done` to a queue nobody reads; leases lapse twice over.
+    time.sleep(3 + 2 * LEASE)
+    assert len(open_jobs()) == 2
+    fault_platform.celery = start_celery(fault_platform.env, concurrency=4)
+    for request in requests:
+        request.join(60)
+
+    assert len(replies) == 2 and all(reply.choices[0].message.content for reply in replies)
+    assert [job.status for job in Job.objects.all()] == [Job.Status.COMPLETED] * 2
+    assert fault_free(*rows) == [("calm-a", 0, 0, None), ("calm-b", 0, 0, None)]
+    # The reaper's first run back knew it had been away (inference.services.leases).
+    assert "nobody blamed" in fault_platform.celery.log()
+    wait_until(lambda: not open_holds(), timeout=30, what="no hold open")
+    ledger_is_sound()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+def test_a_server_killed_or_stopped_during_jobs_blames_no_worker(fault_platform, pool, user, operator, stop):
+    from inference.models import Job
+
+    rows = [worker_row(owner=operator.user, name=scripted(pool, name).extra["name"]) for name in ("kept-a", "kept-b")]
+    body = {"model": SCRIPTED, "messages": HI, "max_tokens": 100, "stream": True}
+    headers = {"Authorization": f"Bearer {user.key}"}
+
+    def ask() -> None:
+        try:
+            with httpx.stream("POST", f"{fault_platform.url}/v1/chat/completions", json=body, headers=headers) as r:
+                for _ in r.iter_lines():
+                    pass
+        except httpx.HTTPError:
+            pass  # the server died under it
+
+    requests = [threading.Thread(target=ask) for _ in rows]
+    for request in requests:
+        request.start()
+    wait_until(lambda: Job.objects.filter(status="running").count() == 2, timeout=30, what="both jobs running")
+    fault_platform.daphne.signal(stop)
+    fault_platform.daphne.popen.wait(10)
+    # Longer than a lease: the reaper takes the jobs back while the workers cannot reach the platform.
+    wait_until(lambda: not open_jobs(), timeout=30, what="the reaper ending the jobs")
+    port = int(fault_platform.url.rsplit(":", 1)[1])
+    fault_platform.daphne = start_daphne(fault_platform.env, port=port)
+    for request in requests:
+        request.join(30)
+    for row in rows:
+        wait_until(lambda row=row: worker_row(owner=operator.user, name=row.name).status == "online", timeout=60,
+                   what=f"{row.name} back online")  # fmt: skip
+
+    assert {job.status for job in Job.objects.all()} == {Job.Status.FAILED}
+    assert fault_free(*rows) == [("kept-a", 0, 0, None), ("kept-b", 0, 0, None)]
+    reply = client_for(fault_platform, user).chat.completions.create(model=SCRIPTED, messages=HI, max_tokens=3)
+    assert reply.choices[0].message.content
+    wait_until(lambda: not open_holds(), timeout=30, what="no hold open")
     ledger_is_sound()

@@ -125,3 +125,29 @@ def test_an_operator_lifts_a_pause_from_the_admin(platform, operator, customer):
     job = job_queued(customer.user, reply_channel="reply.nowhere")
     job.refresh_from_db()
     assert job.worker_id == paused.pk
+
+
+def test_an_owner_whose_workers_keep_getting_paused_is_paused_as_a_whole(platform, operator, customer):
+    platform.WORKER_MAX_FAILURES_PER_HOUR = 0  # each fault pauses its worker
+    platform.OWNER_MAX_PAUSES_PER_DAY = 1
+    first, second = worker_online(operator.user, "first"), worker_online(operator.user, "second")
+    spare = worker_online(operator.user, "spare")
+    assert worker_fault_record(worker_id=first.pk, kind="failed")
+    spare.refresh_from_db()
+    assert worker_state(spare) == "online"  # one worker's pause is that worker's
+    assert worker_fault_record(worker_id=second.pk, kind="failed")  # the owner's second pause in a day
+
+    spare.refresh_from_db()
+    assert worker_state(spare) == "paused"
+    assert spare.paused_until > timezone.now() + timedelta(hours=23)
+    # A new worker name does not escape it.
+    renamed = worker_online(operator.user, "new-name")
+    assert worker_state(renamed) == "paused"
+    job = job_queued(customer.user, reply_channel="reply.nowhere")
+    job.refresh_from_db()
+    assert (job.status, job.worker_id) == (Job.Status.QUEUED, None)
+
+    worker_unpause(worker=renamed)  # an operator vouches for the owner
+    later = job_queued(customer.user, reply_channel="reply.later")
+    later.refresh_from_db()
+    assert later.worker_id in {spare.pk, renamed.pk}

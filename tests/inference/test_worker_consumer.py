@@ -455,3 +455,178 @@ def test_a_banned_worker_is_closed_and_cannot_come_back(platform, operator):
         await worker.disconnect(code=1000)
 
     run(back)
+
+
+def test_a_ban_is_the_owners_a_new_worker_name_is_refused_too(platform, operator):
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(name="box")
+        row = await sync_to_async(lambda: Worker.objects.get())()
+        await sync_to_async(worker_ban)(worker=row)
+        assert await worker.closed_with() == 4008
+        await worker.disconnect()
+        renamed = WorkerSocket(operator.key)
+        await renamed.connect()
+        await renamed.send({**HELLO, "worker_name": "box-under-a-new-name"})
+        code = await renamed.closed_with()
+        await renamed.disconnect()
+        return code
+
+    assert run(scenario) == 4008
+    assert list(Worker.objects.values_list("name", "status")) == [("box", Worker.Status.BANNED)]
+
+
+@pytest.mark.parametrize("change", ["disable", "regenerate"])
+def test_a_key_change_closes_the_owners_worker_sockets_within_two_seconds(platform, operator, change):
+    from accounts.services import api_key_regenerate
+
+    async def scenario():
+        workers = [WorkerSocket(operator.key) for _ in range(2)]
+        for number, worker in enumerate(workers):
+            await worker.hello(name=f"box-{number}")
+        api_key = await sync_to_async(api_key_authenticate)(operator.key)
+        started = asyncio.get_running_loop().time()
+        if change == "disable":
+            await sync_to_async(api_key_disable)(api_key=api_key, actor=None, reason="operator")
+        else:
+            await sync_to_async(api_key_regenerate)(api_key=api_key, actor=operator.user)
+        codes = [await worker.closed_with(timeout=2) for worker in workers]
+        elapsed = asyncio.get_running_loop().time() - started
+        for worker in workers:
+            await worker.disconnect()
+        return codes, elapsed
+
+    codes, elapsed = run(scenario)
+    assert codes == [4001, 4001]
+    assert elapsed < 2
+    assert set(Worker.objects.values_list("status", flat=True)) == {Worker.Status.OFFLINE}
+
+
+def test_a_heartbeat_rechecks_the_key(platform, operator):
+    """A key that stopped authenticating without a kick (changed straight in the database) is caught
+    at the next heartbeat."""
+    platform.WORKER_HEARTBEAT_SECONDS = 0.4
+    from accounts.models import ApiKey
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(name="box")
+        await sync_to_async(ApiKey.objects.filter(user=operator.user).update)(is_enabled=False)
+        await asyncio.sleep(0.3)
+        await worker.send({"type": "heartbeat", "running": []})
+        code = await worker.closed_with(timeout=3)
+        await worker.disconnect()
+        return code
+
+    assert run(scenario) == 4001
+
+
+def test_connections_per_owner_are_capped(platform, operator):
+    platform.WORKER_MAX_CONNECTIONS_PER_OWNER = 2
+    other = account_create(email="other-operator@example.com")
+
+    async def scenario():
+        first, second = WorkerSocket(operator.key), WorkerSocket(operator.key)
+        await first.hello(name="one")
+        await second.hello(name="two")
+        third = WorkerSocket(operator.key)
+        await third.connect()
+        await third.send({**HELLO, "worker_name": "three"})
+        code = await third.closed_with()
+        await third.disconnect()
+        elsewhere = WorkerSocket(other.key)  # another account has its own allowance
+        await elsewhere.hello(name="three")
+        await second.disconnect(code=1000)
+        again = WorkerSocket(operator.key)  # a connection closed frees its place
+        await again.hello(name="three")
+        for worker in (first, elsewhere, again):
+            await worker.disconnect(code=1000)
+        return code
+
+    assert run(scenario) == 4005
+
+
+def test_every_delta_of_a_deltas_frame_counts_toward_the_rate_limit(platform, operator, customer):
+    platform.WORKER_MAX_MESSAGES_PER_SECOND = 20
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(name="batcher")
+        call = chat(customer.key)
+        await call.start()
+        job_id = (await worker.job())["job_id"]
+        await worker.send({"type": "deltas", "deltas": [{"job_id": job_id, "content": "a", "tokens": 1}] * 10})
+        within = await worker.nothing(0.2)
+        # Fewer than 20 frames, but more than 20 deltas within a second.
+        await worker.send({"type": "deltas", "deltas": [{"job_id": job_id, "content": "b", "tokens": 1}] * 15})
+        code = await worker.closed_with()
+        await worker.disconnect()
+        await call.finish()
+        return within, code
+
+    within, code = run(scenario)
+    assert within
+    assert code == 4003
+
+
+def test_an_account_deactivated_in_the_admin_has_its_worker_sockets_closed(platform, operator):
+    from django.test import Client
+    from django.urls import reverse
+
+    from accounts.models import User
+
+    User.objects.create_superuser("root@example.com", "root-password-123")
+    admin = Client()
+    assert admin.login(username="root@example.com", password="root-password-123")
+    change = reverse("admin:accounts_user_change", args=[operator.user.pk])
+
+    def deactivate():
+        form = {"email": operator.user.email, "default_token_type": "auto"}  # is_active left unchecked
+        return admin.post(change, form).status_code
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(name="box")
+        assert await sync_to_async(deactivate)() == 302
+        code = await worker.closed_with(timeout=2)
+        await worker.disconnect()
+        return code
+
+    assert run(scenario) == 4001
+    assert not User.objects.get(pk=operator.user.pk).is_active
+
+
+def test_a_reply_the_client_cannot_keep_up_with_is_ended_not_buffered_without_bound(platform, operator, customer):
+    """A worker sends faster than the request reads: past the channel's capacity the request ends with
+    an error and the job is cancelled on the worker, instead of the process holding it all."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    capacity = layer.capacity
+    layer.capacity = 5
+
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello(name="firehose")
+        call = chat(customer.key)
+        await call.start()
+        job_id = (await worker.job())["job_id"]
+        # One frame: all of it reaches the reply channel before the request reads any of it.
+        await worker.send({"type": "deltas", "deltas": [{"job_id": job_id, "content": "x", "tokens": 1}] * 50})
+        reply = await call.finish()
+        cancel = await worker.receive()
+        await worker.send({"type": "error", "job_id": job_id, "code": "cancelled", "message": ""})
+        await worker.nothing(0.3)
+        await worker.disconnect(code=1000)
+        return reply, cancel
+
+    try:
+        reply, cancel = run(scenario)
+    finally:
+        layer.capacity = capacity
+    assert reply.content() == "xxxxx"
+    assert reply.events()[-2]["error"]["code"] == "client_too_slow"
+    assert cancel["type"] == "cancel"
+    job = Job.objects.get()
+    assert job.status == Job.Status.CANCELLED
+    assert Worker.objects.get().jobs_failed == 0

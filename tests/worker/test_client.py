@@ -85,7 +85,7 @@ def test_frames_put_while_one_is_being_sent_go_out_next_in_order_deltas_in_one_f
 
     sent, release = [], asyncio.Event()
 
-    async def send_text(text):
+    async def send_text(text, messages):
         sent.append(json.loads(text))
         if len(sent) == 1:
             await release.wait()  # a slow socket: everything put meanwhile waits for the next turn
@@ -280,11 +280,67 @@ def test_runs_of_deltas_join_up_to_the_frame_budget_and_other_frames_keep_their_
 
     done = (False, dumps({"type": "done", "job_id": "a"}))
     frames = [delta("a", "x"), delta("b", "y"), done, delta("b", "z")]
-    sent = [json.loads(text) for text in batches(frames)]
+    sent = [json.loads(batch.text) for batch in batches(frames)]
     assert [f["type"] for f in sent] == ["deltas", "done", "delta"]
     assert [(d["job_id"], d["content"]) for d in sent[0]["deltas"]] == [("a", "x"), ("b", "y")]
 
     many = [delta(str(i), "t") for i in range(MAX_BATCHED + 1)]
-    assert [len(json.loads(text).get("deltas", [1])) for text in batches(many)] == [MAX_BATCHED, 1]
+    assert [batch.messages for batch in batches(many)] == [MAX_BATCHED, 1]
     big = [delta("a", "x" * (MAX_BATCH_CHARS - 100)), delta("b", "y" * 200)]
-    assert [json.loads(text)["type"] for text in batches(big)] == ["delta", "delta"]
+    assert [json.loads(batch.text)["type"] for batch in batches(big)] == ["delta", "delta"]
+
+
+def test_a_jobs_deltas_waiting_together_go_out_as_one_and_count_as_one_message():
+    """The platform counts each delta of a `deltas` frame against its rate limit: a busy worker joins a
+    job's waiting deltas instead of sending more of them."""
+    from sogni_worker.outbox import batches, dumps
+
+    def delta(job, **fields):
+        return True, dumps({"type": "delta", "job_id": job, **fields})
+
+    frames = [
+        delta("a", content="Hel", tokens=1),
+        delta("b", content="Good", tokens=1),
+        delta("a", content="lo", tokens=2),
+        delta("b", tool_calls=[{"index": 0, "name": "f"}], tokens=1),
+        delta("b", content="bye", tokens=1),
+        delta("a", reasoning="after", tokens=1),
+        delta("a", reasoning=" all", tokens=1),
+    ]
+    (batch,) = batches(frames)
+    sent = json.loads(batch.text)["deltas"]
+    assert batch.messages == len(sent) == 5
+    assert sent[0] == {"type": "delta", "job_id": "a", "content": "Hello", "tokens": 3}
+    # A tool call keeps its place: what follows it is not joined to what came before it; nor is reasoning
+    # that came after content.
+    assert [(d["job_id"], d.get("content"), d.get("reasoning"), d.get("tool_calls")) for d in sent[1:]] == [
+        ("b", "Good", None, None),
+        ("b", None, None, [{"index": 0, "name": "f"}]),
+        ("b", "bye", None, None),
+        ("a", None, "after all", None),
+    ]
+
+
+def test_messages_are_paced_within_the_platforms_budget_counting_each_delta():
+    from inference.protocol import RateLimiter
+    from sogni_worker.client import Worker, WorkerConfig
+
+    class Socket:
+        def __init__(self):
+            self.sent: list[float] = []
+
+        async def send(self, text):
+            self.sent.append(asyncio.get_running_loop().time())
+
+    async def scenario():
+        worker = Worker(WorkerConfig(platform="http://x", api_key=KEY, name="w", models=["m"], slots=1), engine=None)
+        socket = Socket()
+        for _ in range(20):  # two seconds' worth of deltas, 180 a frame
+            await worker._send_text(socket, "{}", 180)
+        return socket.sent
+
+    sent = asyncio.run(scenario())
+    assert sent[-1] - sent[0] >= 0.95  # one second's worth goes at once; the rest waits its turn
+    # The platform's own limiter (its default budget) lets every frame through.
+    platform = RateLimiter(2000, now=sent[0])
+    assert all(platform.allow(at, cost=180) for at in sent)

@@ -32,6 +32,10 @@ MAX_INCOMING_BYTES = 16 * 1024 * 1024
 # Half the platform's default frame budget (2000/s): bursts from many slots coalesce instead of
 # tripping the platform's rate limit (close 4003).
 MAX_FRAMES_PER_SECOND = 1000
+# The platform counts each delta of a `deltas` frame as a message (2000 a second by default, bursts up
+# to a second's worth): messages go out within a bucket of this many a second. Held back, a job's
+# waiting deltas join into one (outbox), so a busy worker sends fewer, longer deltas rather than more.
+MAX_MESSAGES_PER_SECOND = 1800
 
 
 class FatalClose(Exception):
@@ -73,6 +77,7 @@ class Worker:
         self._ws: ClientConnection | None = None
         self._outbox: Outbox | None = None  # this connection's, if the platform takes `deltas` frames
         self._next_send = 0.0
+        self._allowance, self._counted_at = float(MAX_MESSAGES_PER_SECOND), 0.0
         self._session_task: asyncio.Task | None = None
         self._welcomed = False
 
@@ -186,7 +191,7 @@ class Worker:
         ]
         self._outbox = None
         if "deltas" in (welcome.get("features") or []):
-            self._outbox = Outbox(lambda text: self._send_text(ws, text))
+            self._outbox = Outbox(lambda text, messages: self._send_text(ws, text, messages))
             helpers.append(asyncio.create_task(self._write(self._outbox)))
         try:
             async for raw in ws:
@@ -250,9 +255,16 @@ class Worker:
     async def _send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
         await self._send_text(ws, dumps(message))
 
-    async def _send_text(self, ws: ClientConnection, text: str) -> None:
+    async def _send_text(self, ws: ClientConnection, text: str, messages: int = 1) -> None:
         now = time.monotonic()
         at = max(now, self._next_send)
+        budget = MAX_MESSAGES_PER_SECOND
+        self._allowance = min(budget, self._allowance + (at - self._counted_at) * budget)
+        if self._allowance < messages:
+            at += (messages - self._allowance) / budget
+            self._allowance = float(messages)
+        self._allowance -= messages
+        self._counted_at = at
         self._next_send = at + 1 / MAX_FRAMES_PER_SECOND
         if at > now:
             await asyncio.sleep(at - now)
