@@ -66,6 +66,13 @@ def jobs_failed(*, since: datetime) -> dict[str, int]:
     return {row["error_code"] or "?": row["n"] for row in rows}
 
 
+def jobs_open(*, ids: list[str]) -> bool:
+    """Whether any of these jobs is still assigned or running."""
+    from inference.models import Job
+
+    return Job.objects.filter(pk__in=ids, status__in=Job.ACTIVE).exists()
+
+
 def billed_tokens(*, public_id: str) -> int | None:
     """Completion tokens the job's hold was settled for; None while it is open."""
     from billing.models import Hold

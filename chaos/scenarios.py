@@ -28,6 +28,7 @@ SHORT = 40  # tokens per reply: 2 s streams
 LONG = 200  # the server-kill scenario"s replies: 10 s streams
 FAULT_S = 5.0
 HOLD_WAIT_S = 60.0  # beyond HOLD_ORPHAN_GRACE_SECONDS (chaos.run sets it to 20 s) and a reaper pass
+COMPLETE = "inference.tasks.complete_job_task"
 
 
 @dataclass
@@ -66,10 +67,11 @@ def _load(platform: Platform, name: str, fault, *, max_tokens: int = SHORT, warm
     traffic = Traffic(target, max_tokens=max_tokens)
     asyncio.run(traffic.run(fault, warmup_s=warmup_s, after_s=after_s))
     streams = traffic.streams
+    probes = traffic.probes
     out = Outcome(
         scenario=name,
-        requests=len(streams),
-        failed=sum(not s.result.ok and not s.never_ended for s in streams),
+        requests=len(streams) + len(probes),
+        failed=sum(not s.result.ok and not s.never_ended for s in streams) + sum(not p.ok for p in probes),
         longest_stall_s=_round(max((s.stall for s in streams), default=None)),
         never_ended=sum(s.never_ended for s in streams),
     )
@@ -87,7 +89,7 @@ def _load(platform: Platform, name: str, fault, *, max_tokens: int = SHORT, warm
         jobs_failed=measures.jobs_failed(since=since),
         done_to_end_max_s=_round(max(tails, default=None)),
         errors=sorted({(s.result.error or "")[:120] for s in streams if s.result.error}),
-        probes_failed=sum(not p.ok for p in traffic.probes),
+        probes_failed=sum(not p.ok for p in probes),
         faults_s=[_round(end - start) for start, end in traffic.faults],
     )
     return out, traffic
@@ -136,7 +138,7 @@ def redis_frozen(platform: Platform, redis: RedisServer) -> Outcome:
 
     out, traffic = _load(platform, "Redis frozen 5 s", fault)
     start, end = traffic.faults[0]
-    during = [p.ended - p.started for p in traffic.models if start <= p.started <= end]
+    during = [p.ended - p.started for p in traffic.models if p.started <= end and p.ended >= start]
     out.extra["models_worst_s"] = _round(max(during, default=None))
     out.check("longest stall of a stream (s)", out.longest_stall_s, "<= 0.5", (out.longest_stall_s or 0) <= 0.5)
     out.check("GET /v1/models answers or fails (s)", out.extra["models_worst_s"], "<= 1",
@@ -145,17 +147,26 @@ def redis_frozen(platform: Platform, redis: RedisServer) -> Outcome:
 
 
 def celery_killed(platform: Platform, redis: RedisServer) -> Outcome:
-    """The Celery worker SIGKILLed while it holds a task; runlocal starts it again."""
+    """The Celery worker SIGKILLed while it holds a job's completion; runlocal starts it again."""
     marks: dict[str, float | None] = {}
 
     async def fault(traffic: Traffic) -> None:
         ready = platform.celery_ready_count()
         pid = platform.celery("worker")
-        # Killed at a moment it holds a task it took (within 5 s), the case that can lose work.
-        try:
-            await asyncio.to_thread(wait_until, lambda: redis.unacked() > 0, timeout=5, interval=0.005)
-        except TimeoutError:
-            pass
+        # Killed while it holds the completion of a job not yet completed (if one comes within 10 s), the
+        # case that can lose work: stopped when it has taken one, killed if the job is still open then.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                left = deadline - time.monotonic()
+                await asyncio.to_thread(wait_until, lambda: redis.unacked(COMPLETE), timeout=left, interval=0.005)
+            except TimeoutError:
+                break
+            os.kill(pid, signal.SIGSTOP)
+            held = [kwargs["job_id"] for kwargs in redis.unacked(COMPLETE)]
+            if await asyncio.to_thread(measures.jobs_open, ids=held):
+                break
+            os.kill(pid, signal.SIGCONT)
         traffic.fault_begin()
         os.kill(pid, signal.SIGKILL)
         killed = time.perf_counter()
@@ -209,7 +220,7 @@ def server_killed(platform: Platform, redis: RedisServer) -> Outcome:
             marks["workers_back_s"] = None
 
     out, traffic = _load(platform, "Server process killed mid-stream", fault, max_tokens=LONG, warmup_s=5.0,
-                         after_s=12.0)  # fmt: skip
+                         after_s=20.0)  # fmt: skip
     cut = [s for s in traffic.streams if s.started < marks["killed_at"] and not s.result.ok and s.result.ids]
     differences = []
     for stream in cut:

@@ -1,9 +1,10 @@
 """Streaming load while a fault is injected: 16 clients each sending one streaming chat completion after
 another (bench.load's request and SSE reader), a probe sending short streaming requests one at a time
-(time to recover), and a probe polling `GET /v1/models` (its latency while the fault lasts).
+(time to recover; a probe not done within 10 s failed), and a probe polling `GET /v1/models` (its latency
+while the fault lasts).
 
-A stream still open `bound_s` after the last fault ended (or after it started, if later) is closed by
-the client and counted as never ended.
+A stream that has sent no event (keep-alive comments aside) for `bound_s`, counted from the end of the
+last fault at the earliest, is closed by the client and counted as never ended.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class Traffic:
     def _overdue(self, stream: Stream) -> bool:
         if self.fault_started is not None:
             return False
-        since = max(stream.started, self.faults[-1][1] if self.faults else stream.started)
+        heard = stream.result.events[-1] if stream.result.events else stream.started
+        since = max(heard, self.faults[-1][1] if self.faults else heard)
         return time.perf_counter() - since > self.bound_s
 
     def _request(self, client: httpx.AsyncClient, max_tokens: int) -> tuple[Result, Awaitable[None]]:
