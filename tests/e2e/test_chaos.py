@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 def _chaos_database_url() -> str:
     parsed = urlparse(os.environ["DATABASE_URL"])
-    return urlunparse(parsed._replace(path=f"{parsed.path}_chaos"))
+    return urlunparse(parsed._replace(path=f"{parsed.path}_chaos_fast"))
 
 
 @pytest.fixture(scope="module")
