@@ -59,7 +59,7 @@ def _round(value: float | None) -> float | None:
 
 def _load(platform: Platform, name: str, fault, *, max_tokens: int = SHORT, warmup_s: float = 4.0,
           after_s: float = 6.0) -> tuple[Outcome, Traffic]:  # fmt: skip
-    """Run the fault under load; the outcome"s common columns (not yet the ledger check)."""
+    """Run the fault under load; the outcome's common columns (not yet the ledger check)."""
     names = [process.extra["name"] for process in platform.workers]
     since = timezone.now()
     before = measures.workers_snapshot(names=names)
@@ -91,6 +91,7 @@ def _load(platform: Platform, name: str, fault, *, max_tokens: int = SHORT, warm
         errors=sorted({(s.result.error or "")[:120] for s in streams if s.result.error}),
         probes_failed=sum(not p.ok for p in probes),
         faults_s=[_round(end - start) for start, end in traffic.faults],
+        workers_faulted=faulted,
     )
     return out, traffic
 
