@@ -10,7 +10,7 @@ export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format browser clean bench
+.PHONY: install run test test-fast lint format browser clean bench chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ test-fast: install
 bench: install
 	$(BIN)/python -m bench.run --server uvicorn $(BENCH_ARGS)
 	$(BIN)/python -m bench.run --server daphne --no-llama $(BENCH_ARGS)
+
+# Chaos suite (docs/operations.md "Measured under faults"): Redis killed and frozen, the Celery worker and
+# the server process killed under 16 streams, racing Stripe events; CHAOS_ARGS=--fast for the quick ones.
+# Needs PostgreSQL on 127.0.0.1 and redis-server on the PATH (it starts its own); results in bench/results/runs/.
+chaos: install
+	$(BIN)/python -m chaos.run $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) data

@@ -46,6 +46,8 @@ class Result:
     sent_at: float = 0.0  # wall clock (time.time), to line up with the platform's job timestamps
     first_at: float | None = None
     warmup: bool = False  # a staggered client's first request, sent while the load still ramps up
+    events: list[float] = field(default_factory=list)  # perf_counter of each SSE `data:` line (not keep-alives)
+    last_token_at: float | None = None  # perf_counter of the last content delta
 
 
 def _body(nonce: str | None, *, stream: bool, max_tokens: int, prompt: str) -> dict:
@@ -73,6 +75,7 @@ async def _stream_one(client: httpx.AsyncClient, url: str, target: Target, resul
         async for line in response.aiter_lines():
             if not line.startswith("data: "):
                 continue
+            result.events.append(time.perf_counter())
             data = line[6:]
             if data == "[DONE]":
                 done = True
@@ -94,7 +97,7 @@ async def _stream_one(client: httpx.AsyncClient, url: str, target: Target, resul
                     result.first_at = time.time()
                 else:
                     result.gaps.append(now - last)
-                last = now
+                last = result.last_token_at = now
                 result.content += text
                 content_chunks += 1
         result.e2e = time.perf_counter() - started

@@ -8,7 +8,6 @@ silence watchdog closes after 9 s, so a frozen worker is caught by its lease fir
 
 import json
 import signal
-import subprocess
 import threading
 import time
 
@@ -29,6 +28,7 @@ from tests.support.processes import (
     ARTIFACTS,
     BIN,
     Process,
+    RedisServer,
     free_port,
     start_celery,
     start_daphne,
@@ -43,31 +43,6 @@ SCRIPTED = "qwen3.5-35b-a3b-abliterated-gguf-q4km"
 HI = [{"role": "user", "content": "Hello there"}]
 LEASE = 5
 SLOW = ["--scripted-rate", "5", "--scripted-tokens", "200"]
-
-
-class PrivateRedis:
-    """A redis-server of this module's own: the shared one serves other engineers' runs."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = start_process("redis", args + ["--daemonize", "no"], {})
-        wait_until(self.ping, timeout=20, what="private redis answering")
-
-    def ping(self) -> bool:
-        ping = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True)
-        return ping.stdout.strip() == "PONG"
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
 
 def start_beat(env: dict[str, str]) -> Process:
@@ -85,7 +60,7 @@ def start_beat(env: dict[str, str]) -> Process:
 
 @pytest.fixture(scope="module")
 def redis_server():
-    server = PrivateRedis()
+    server = RedisServer()
     server.start()
     yield server
     server.stop()

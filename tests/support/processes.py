@@ -1,8 +1,10 @@
-"""Real processes for end-to-end tests: daphne, Celery workers, worker programs.
+"""Real processes for end-to-end tests: daphne, Celery workers, worker programs, a private Redis.
 
 Each process logs to a file under test-artifacts/ so a failing test can show what happened.
 """
 
+import base64
+import json
 import os
 import signal
 import socket
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -117,3 +120,52 @@ def start_celery(env: dict[str, str], *, concurrency: int = 8) -> Process:
     if not process.alive():
         raise RuntimeError(f"celery exited:\n{process.log()}")
     return process
+
+
+class RedisServer:
+    """A redis-server of its own on a spare port (the shared one serves other runs): stopped or killed and
+    started again on the same port, or frozen."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = start_process("redis", args, {})
+        wait_until(self.answers, timeout=20, what="private redis answering")
+
+    def answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def unacked(self, task: str) -> list[dict]:
+        """The keyword arguments of the Celery tasks named `task` that a worker has taken and not yet
+        acknowledged (kombu's `unacked` hash: [message, exchange, routing key], the body base64 JSON)."""
+        held = []
+        for value in redis.Redis(port=self.port, socket_timeout=0.5).hvals("unacked"):
+            message = json.loads(value)[0]
+            if message.get("headers", {}).get("task") == task:
+                held.append(json.loads(base64.b64decode(message["body"]))[1])
+        return held
+
+    def kill(self) -> None:
+        self.process.signal(signal.SIGKILL)
+        self.process.popen.wait(10)
+
+    def freeze(self) -> None:
+        self.process.signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.thaw()  # a stopped process cannot act on SIGTERM
+            self.process.stop()
