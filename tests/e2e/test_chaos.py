@@ -49,7 +49,6 @@ def test_two_concurrent_stripe_events_for_an_unrecorded_session_credit_once(outc
     check(outcomes, "stripe-concurrent", "credits per session")
 
 
-@pytest.mark.xfail(strict=True, reason="completion still hands a Celery task to the broker on the event loop")
 def test_redis_frozen_5s_other_streams_stall_at_most_half_a_second(outcomes):
     check(outcomes, "redis-frozen", "longest stall of a stream (s)")
 
@@ -59,17 +58,14 @@ def test_redis_frozen_5s_models_list_answers_or_fails_within_a_second(outcomes):
     check(outcomes, "redis-frozen", "GET /v1/models answers or fails (s)")
 
 
-@pytest.mark.xfail(strict=True, reason="completions taken by the killed Celery worker are lost; the reaper fails them")
 def test_celery_killed_every_stream_ends_normally(outcomes):
     check(outcomes, "celery-killed", "requests failed")
 
 
-@pytest.mark.xfail(strict=True, reason="a finished job's stream still waits for the Celery worker to complete it")
 def test_celery_killed_every_stream_ends_within_a_second_of_its_workers_done(outcomes):
     check(outcomes, "celery-killed", "stream ends after its worker's done (s)")
 
 
-@pytest.mark.xfail(strict=True, reason="completions taken by the killed Celery worker are lost; the reaper fails them")
 def test_celery_killed_no_job_finished_by_a_worker_becomes_failed(outcomes):
     check(outcomes, "celery-killed", "jobs finished by workers become failed")
 

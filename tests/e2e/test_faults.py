@@ -189,9 +189,9 @@ def test_a_frozen_worker_loses_its_job_to_another_worker_when_the_lease_lapses(f
     assert result["reply"].choices[0].message.content
     job = Job.objects.get()
     assert (job.status, job.worker.name, job.attempts) == (Job.Status.COMPLETED, "rescuer", 2)
-    # The lease reaper took it back (not the connection's own silence watchdog, which waits 9 s),
-    # and took the silent worker out of dispatch.
-    assert "lease expired" in fault_platform.celery.log()
+    # The lease reaper took it back (Celery beat's, or the waiting request's own read of its quiet job;
+    # not the connection's silence watchdog, which waits 9 s), and took the silent worker out of dispatch.
+    assert "lease expired" in fault_platform.celery.log() + fault_platform.daphne.log()
     frozen_row.refresh_from_db()
     assert frozen_row.status == Worker.Status.OFFLINE
     assert frozen_row.jobs_aborted >= 1
@@ -297,7 +297,7 @@ def fault_free(*rows) -> list[tuple[str, int, int, object]]:
     return [(row.name, row.jobs_failed, row.jobs_aborted, row.paused_until) for row in rows]
 
 
-def test_celery_killed_during_jobs_blames_no_worker_and_completes_the_jobs_when_it_is_back(
+def test_celery_killed_during_jobs_blames_no_worker_and_the_jobs_complete_without_it(
     fault_platform, pool, user, operator
 ):
     from inference.models import Job
@@ -315,18 +315,15 @@ def test_celery_killed_during_jobs_blames_no_worker_and_completes_the_jobs_when_
     wait_until(lambda: Job.objects.filter(status="running").count() == 2, timeout=30, what="both jobs running")
     fault_platform.celery.signal(signal.SIGKILL)
     fault_platform.celery.popen.wait(10)
-    # The workers finish (15 tokens at 5/s) and hand `done` to a queue nobody reads; leases lapse twice over.
-    time.sleep(3 + 2 * LEASE)
-    assert len(open_jobs()) == 2
-    fault_platform.celery = start_celery(fault_platform.env, concurrency=4)
+    # The workers finish (15 tokens at 5/s): the server holding their sockets settles the jobs itself.
     for request in requests:
-        request.join(60)
-
+        request.join(30)
     assert len(replies) == 2 and all(reply.choices[0].message.content for reply in replies)
     assert [job.status for job in Job.objects.all()] == [Job.Status.COMPLETED] * 2
+    time.sleep(2 * LEASE)  # the reaper stays down for two leases, then comes back
+    fault_platform.celery = start_celery(fault_platform.env, concurrency=4)
+    time.sleep(LEASE)
     assert fault_free(*rows) == [("calm-a", 0, 0, None), ("calm-b", 0, 0, None)]
-    # The reaper's first run back knew it had been away (inference.services.leases).
-    assert "nobody blamed" in fault_platform.celery.log()
     wait_until(lambda: not open_holds(), timeout=30, what="no hold open")
     ledger_is_sound()
 

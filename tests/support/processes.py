@@ -3,8 +3,6 @@
 Each process logs to a file under test-artifacts/ so a failing test can show what happened.
 """
 
-import base64
-import json
 import os
 import signal
 import socket
@@ -144,16 +142,6 @@ class RedisServer:
             return bool(redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5).ping())
         except redis.RedisError:
             return False
-
-    def unacked(self, task: str) -> list[dict]:
-        """The keyword arguments of the Celery tasks named `task` that a worker has taken and not yet
-        acknowledged (kombu's `unacked` hash: [message, exchange, routing key], the body base64 JSON)."""
-        held = []
-        for value in redis.Redis(port=self.port, socket_timeout=0.5).hvals("unacked"):
-            message = json.loads(value)[0]
-            if message.get("headers", {}).get("task") == task:
-                held.append(json.loads(base64.b64decode(message["body"]))[1])
-        return held
 
     def kill(self) -> None:
         self.process.signal(signal.SIGKILL)
