@@ -117,7 +117,9 @@ def test_an_owner_served_by_their_own_worker_pays_and_earns_nothing(platform, pr
     reply = run(scenario)
     assert reply.status == 200
     job = Job.objects.get()
-    charge = in_tokens(expected_usd(priced, prompt_tokens=5, completion_tokens=2), "spark", paying=True)
+    assert job.token_counting == "exact"  # billed on the platform's counts, not the claims (5 and 2)
+    usd = expected_usd(priced, prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens)
+    charge = in_tokens(usd, "spark", paying=True)
     assert entries_of(job)["charge"] == -charge
     assert "reward" not in entries_of(job)
     assert job.worker.owner_id == job.user_id
@@ -174,9 +176,11 @@ def test_tokens_per_minute_count_what_cancelled_and_failed_requests_used(platfor
         limit - used[0] - used[1] - worst[2],
     ]
 
-    # The completed request's reservation became its usage (4 + 1); the next one is refused at once.
-    account_limits_set(user=customer.user, requests_per_minute=0, tokens_per_minute=sum(used) + 5)
+    # The completed request's reservation became its usage (the platform's counts, not the claimed 4 + 1);
+    # the next one is refused at once.
+    completed_used = completed.prompt_tokens + completed.completion_tokens
+    account_limits_set(user=customer.user, requests_per_minute=0, tokens_per_minute=sum(used) + completed_used)
     reply = run(chat(customer.key, messages=short, max_tokens=8).finish)
     assert reply.status == 429
     assert reply.json()["error"]["code"] == "rate_limit_exceeded"
-    assert f"Used {sum(used) + 5}," in reply.json()["error"]["message"]
+    assert f"Used {sum(used) + completed_used}," in reply.json()["error"]["message"]
