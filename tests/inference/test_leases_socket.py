@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from inference.models import Job, Worker
-from tests.inference.platform import WorkerSocket, job_queued, run
+from tests.inference.platform import WorkerSocket, job_queued, run, wait_for
 
 
 def job_row(job_id: str) -> Job:
@@ -52,6 +52,10 @@ def test_heartbeats_and_deltas_renew_the_lease_and_record_delivered_tokens(platf
     assert after_inflated.completion_tokens == 11
 
 
+async def _at_least_one(count) -> bool:
+    return await count() >= 1
+
+
 def test_in_the_embedded_mode_the_watchdog_reaps_a_lapsed_lease_and_closes_the_silent_worker(
     platform, operator, customer
 ):
@@ -68,6 +72,9 @@ def test_in_the_embedded_mode_the_watchdog_reaps_a_lapsed_lease_and_closes_the_s
         await sync_to_async(Worker.objects.filter(name="stuck").update)(last_heartbeat=past)
         revoked = await socket.receive(timeout=5)
         code = await socket.closed_with(timeout=5)
+        # The connection records the fault off its frame loop, as the revoke arrives.
+        aborted = sync_to_async(lambda: Worker.objects.get(name="stuck").jobs_aborted)
+        await wait_for(lambda: _at_least_one(aborted))
         return job, revoked, code
 
     job, revoked, code = run(scenario)
