@@ -13,7 +13,15 @@ from django.urls import reverse
 from accounts.models import User
 from billing.models import LedgerEntry
 from inference.models import Job, Worker
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run, wait_for
+from tests.inference.platform import (
+    SMOLLM2,
+    HttpCall,
+    WorkerSocket,
+    run,
+    smollm2_count,
+    smollm2_prompt_count,
+    wait_for,
+)
 
 HI = [{"role": "user", "content": "Say hello"}]
 SECRET = "operator-internal-detail /srv/gpu7 token=abc123"
@@ -81,6 +89,8 @@ def worker_state_paused(name: str) -> bool:
 
 def test_client_errors_and_client_cancels_are_never_the_workers_fault(platform, operator, customer):
     platform.WORKER_MAX_FAILURES_PER_HOUR = 1
+    # An honest worker claims what the platform counts (a claim off by more is a fault of its own).
+    partial, served = smollm2_count("partial"), smollm2_count("served")
 
     async def scenario():
         worker = WorkerSocket(operator.key)
@@ -98,7 +108,7 @@ def test_client_errors_and_client_cancels_are_never_the_workers_fault(platform, 
         call = chat(customer.key)
         await call.start()
         job = await worker.job()
-        await worker.delta(job["job_id"], "partial")
+        await worker.delta(job["job_id"], "partial", tokens=partial)
         await call.read_until(b"partial")
         await call.client_disconnects()
         cancel = await worker.receive()
@@ -110,20 +120,20 @@ def test_client_errors_and_client_cancels_are_never_the_workers_fault(platform, 
         call = chat(customer.key, stream=False)
         pending = asyncio.ensure_future(call.finish())
         job = await worker.job()
-        await worker.delta(job["job_id"], "served")
-        # An honest worker claims what the platform counts (a claim off by more is a fault of its own).
-        prompt = await sync_to_async(lambda: Job.objects.get(id=job["job_id"]).prompt_tokens_estimate)()
-        await worker.done(job["job_id"], completion_tokens=1, prompt_tokens=prompt)
-        served = await pending
+        await worker.delta(job["job_id"], "served", tokens=served)
+        prompt = await smollm2_prompt_count(job["request"])
+        await worker.done(job["job_id"], completion_tokens=served, prompt_tokens=prompt)
+        reply = await pending
         await worker.disconnect(code=1000)
-        return statuses, listing, served
+        return statuses, listing, reply
 
-    statuses, listing, served = run(scenario)
+    statuses, listing, reply = run(scenario)
     assert statuses == [(400, "context_length_exceeded"), (200, True)] * 2
     row = Worker.objects.get(name="honest")
     assert (row.jobs_failed, row.jobs_aborted, row.faults_in_window, row.paused_until) == (0, 0, 0, None)
+    assert row.discrepancies == 0 and not Job.objects.filter(claim_discrepancy=True).exists()
     assert (listing[SMOLLM2]["online_workers"], listing[SMOLLM2]["status"]) == (1, "online")
-    assert served.status == 200 and json.loads(served.body)["choices"][0]["message"]["content"] == "served"
+    assert reply.status == 200 and json.loads(reply.body)["choices"][0]["message"]["content"] == "served"
     failed = Job.objects.filter(status=Job.Status.FAILED)
     assert failed.count() == 4
     assert all(job.worker_message == SECRET and SECRET not in job.error_message for job in failed)

@@ -6,10 +6,11 @@ from decimal import Decimal
 
 import pytest
 
+from inference.counting import model_counter
 from inference.models import Job, LlmModel
 from tests.billing.invariants import ledger_invariants  # noqa: F401  (autouse)
 from tests.e2e.charging_checks import balances, entries_of, expected_usd, held, in_tokens, sogni_rate_set
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run
+from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run, smollm2_count
 
 # 1,500 words: its platform count is far above the 3 tokens delivered.
 LONG_PROMPT = [{"role": "user", "content": " ".join(["word"] * 1500)}]
@@ -20,6 +21,11 @@ def priced(catalog):
     sogni_rate_set()
     model = LlmModel.objects.get(id=SMOLLM2)
     return {"input_usd_per_1m": model.input_price_usd_per_m, "output_usd_per_1m": model.output_price_usd_per_m}
+
+
+def platform_prompt_count(job: Job) -> int:
+    """The platform's count of `job`'s prompt for SmolLM2."""
+    return model_counter(LlmModel.objects.get(id=SMOLLM2)).prompt(job.request)
 
 
 def chat(key, **body):
@@ -117,8 +123,10 @@ def test_an_owner_served_by_their_own_worker_pays_and_earns_nothing(platform, pr
     reply = run(scenario)
     assert reply.status == 200
     job = Job.objects.get()
-    assert job.token_counting == "exact"  # billed on the platform's counts, not the claims (5 and 2)
-    usd = expected_usd(priced, prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens)
+    # Billed on the platform's counts of the prompt and of the "Hello" relayed, not on the claims (5 and 2).
+    counted = (platform_prompt_count(job), smollm2_count("Hello"))
+    assert (job.token_counting, job.prompt_tokens, job.completion_tokens) == ("exact", *counted)
+    usd = expected_usd(priced, prompt_tokens=counted[0], completion_tokens=counted[1])
     charge = in_tokens(usd, "spark", paying=True)
     assert entries_of(job)["charge"] == -charge
     assert "reward" not in entries_of(job)
@@ -178,7 +186,8 @@ def test_tokens_per_minute_count_what_cancelled_and_failed_requests_used(platfor
 
     # The completed request's reservation became its usage (the platform's counts, not the claimed 4 + 1);
     # the next one is refused at once.
-    completed_used = completed.prompt_tokens + completed.completion_tokens
+    completed_used = platform_prompt_count(completed) + smollm2_count("Hi")
+    assert completed.prompt_tokens + completed.completion_tokens == completed_used
     account_limits_set(user=customer.user, requests_per_minute=0, tokens_per_minute=sum(used) + completed_used)
     reply = run(chat(customer.key, messages=short, max_tokens=8).finish)
     assert reply.status == 429
