@@ -180,8 +180,9 @@ def job_outcome_read(*, job_id: str) -> dict | None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         return None
-    if job.status in Job.ACTIVE and Job.objects.filter(_expired(timezone.now()), pk=job.pk).exists():
-        _reap_one(job.pk, timezone.now())
+    if job.status in Job.ACTIVE:
+        if _reap_one(job.pk, timezone.now()) is None:  # its lease holds (_reap_one checks, under lock)
+            return None
         job.refresh_from_db()
     if job.status == Job.Status.COMPLETED:
         return job_done_message(job, hold=Hold.objects.select_related("wallet").filter(job_id=str(job.pk)).first())
