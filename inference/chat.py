@@ -48,16 +48,16 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
 
-# The sessions a request opened, for the ASGI handler to close if the response is never read
-# (sogni_platform.asgi.ApiASGIHandler); unset outside it.
+# The sessions a request opened, for the ASGI application to close if the response is never read
+# (sogni_platform.asgi.http_application); unset outside it.
 chat_sessions: ContextVar[list | None] = ContextVar("chat_sessions", default=None)
 
 
 def in_db_thread(function):
     """`function` off the event loop in a pool thread, then close that thread's database connection: a
     stream lasts as long as the generation and must not hold a connection while it waits. Not
-    thread-sensitive: each call stands alone, so it needs no thread of its request's own (Django
-    starts one per request for that, and the event loop waits for it to start)."""
+    thread-sensitive: each call stands alone, so it does not queue behind the request's middleware
+    for the thread Django keeps per request."""
 
     def call(*args, **kwargs):
         try:
