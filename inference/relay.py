@@ -6,10 +6,9 @@ by the chat view). Nothing here touches the database.
 """
 
 import asyncio
-import os
 import threading
 
-from asgiref.sync import SyncToAsync, async_to_sync
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from sogni_platform.channel_layers import CHANNEL_OVERFLOW
@@ -29,28 +28,29 @@ REPLY_OVERFLOW = CHANNEL_OVERFLOW  # from the channel layer: the reader fell too
 
 
 _thread = threading.local()
+_loop_per_thread = False  # set in a Celery worker process (sogni_platform.celery), where no event loop runs
 
 
-def _outer_loop_running() -> bool:
-    """True in a thread that sync_to_async runs for an event loop of this process."""
-    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
-    pid = getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None)
-    return loop is not None and pid == os.getpid() and loop.is_running()
+def loop_per_thread() -> None:
+    """For a process that runs no event loop (a Celery worker): each thread that sends keeps one loop of
+    its own, so the channel layer's Redis connection is reused instead of opened per message."""
+    global _loop_per_thread
+    _loop_per_thread = True
 
 
 def channel_send(channel: str, message: dict) -> None:
     """Send from sync code (services, Celery tasks); run it after commit.
 
     To a channel of this process (a worker socket or a request served here) the message is queued for
-    its loop without waiting. Under an event loop (daphne, eager Celery in the web process) other sends
-    run on that loop. A plain thread (a Celery worker's) keeps one loop of its own, so the channel
-    layer's Redis connection is reused instead of opened per message.
+    its loop without waiting. Otherwise `async_to_sync` sends it on the event loop of the server that
+    runs this code in a thread (daphne, uvicorn, eager Celery in the web process); a Celery worker's
+    thread sends on its own loop (`loop_per_thread`).
     """
     layer = get_channel_layer()
     send_local = getattr(layer, "send_local_threadsafe", None)  # sogni_platform.channel_layers
     if send_local is not None and send_local(channel, message):
         return  # a channel of this process: queued without waiting for its loop
-    if _outer_loop_running():
+    if not _loop_per_thread:
         async_to_sync(layer.send)(channel, message)
         return
     loop = getattr(_thread, "loop", None)
