@@ -3,15 +3,16 @@ from collections.abc import Mapping
 
 from accounts.keys import hash_secret, parse_key, secret_matches
 from accounts.models import ApiKey
-from sogni_platform.prepared import PreparedGet
 from sogni_platform.recent import RecentRows
 
 _DUMMY_HASH = "0" * 64
 
-# With the account's rate limits (ratelimits.selectors.limits_of): one statement per request, compiled once.
-_key_by_lookup_id = PreparedGet(
-    lambda lookup_id: ApiKey.objects.select_related("user__rate_limits").filter(lookup_id=lookup_id)
-)
+
+def _key_by_lookup_id(lookup_id: str) -> ApiKey | None:
+    """The key with its user and the account's rate limits (ratelimits.selectors.limits_of): one statement."""
+    return ApiKey.objects.select_related("user__rate_limits").filter(lookup_id=lookup_id).first()
+
+
 # Keys found, by lookup id; chat requests reuse them for API_KEY_CACHE_SECONDS: every one asks, and under
 # load each statement from a server thread waits for the event loop's GIL again.
 _found: RecentRows[ApiKey] = RecentRows("API_KEY_CACHE_SECONDS")
@@ -45,7 +46,7 @@ def api_key_authenticate(raw_key: str | None, *, cached: bool = False) -> ApiKey
     parsed = parse_key(raw_key or "")
     if parsed is None:
         return None
-    read = functools.partial(_key_by_lookup_id.get, parsed.lookup_id)
+    read = functools.partial(_key_by_lookup_id, parsed.lookup_id)
     api_key = _found.get(parsed.lookup_id, read) if cached else read()
     if api_key is None:
         secret_matches(parsed.secret, _DUMMY_HASH)

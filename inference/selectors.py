@@ -6,7 +6,6 @@ from django.db import connection
 from django.utils import timezone
 
 from inference.models import LlmModel, Worker
-from sogni_platform.prepared import PreparedGet
 from sogni_platform.recent import RecentRows
 
 
@@ -14,11 +13,8 @@ def model_list() -> list[LlmModel]:
     return list(LlmModel.objects.filter(enabled=True))
 
 
-_enabled_model = PreparedGet(lambda model_id: LlmModel.objects.filter(id=model_id, enabled=True))
-
-
 def model_get(*, model_id: str) -> LlmModel | None:
-    return _enabled_model.get(model_id)
+    return LlmModel.objects.filter(id=model_id, enabled=True).first()
 
 
 def worker_fresh_since() -> datetime:
