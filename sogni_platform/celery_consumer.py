@@ -2,7 +2,11 @@
 
 Celery's consumer reconnects with kombu's defaults, waiting 2, 4, 6 … up to 30 seconds between
 attempts, so after a Redis restart a worker could sit idle for half a minute while queued jobs wait
-for dispatch.
+for dispatch. No setting changes those intervals (`broker_transport_options` reach only kombu's
+publishing retries), so this overrides `Consumer.ensure_connected`, an undocumented method: written
+against Celery 5.7.0 and kombu 5.7.0, where it calls `conn.ensure_connection(errback, max_retries,
+callback=…)`. tests/test_celery_consumer.py fails if an upgrade stops this override taking effect.
+The class is installed by the documented `worker_consumer` setting (CELERY_WORKER_CONSUMER).
 """
 
 import functools
