@@ -47,7 +47,8 @@ def client_script_check(script: str, *, base_url: str, api_key: str, model: str)
         timeout=600,
     )
     if done.returncode != 0:
-        raise AssertionError("\n".join((done.stdout + done.stderr).strip().splitlines()[-12:]))
+        lines = (done.stdout + done.stderr).strip().splitlines() or [f"exit status {done.returncode}"]
+        raise AssertionError("\n      ".join([lines[-1], *lines[-12:-1]]))  # the error first, then its context
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -60,7 +61,8 @@ def run_checks(checks: dict[str, Callable[[], str]]) -> bool:
         except Exception as error:  # one client's failure must not hide the others' results
             passed = False
             seconds = time.monotonic() - started
-            print(f"FAIL  {name:<11} ({seconds:.0f}s) {type(error).__name__}: {error}", flush=True)
+            reason = error if isinstance(error, AssertionError) else f"{type(error).__name__}: {error}"
+            print(f"FAIL  {name:<11} ({seconds:.0f}s) {reason}", flush=True)
             if not isinstance(error, AssertionError):
                 traceback.print_exc()
         else:

@@ -44,7 +44,7 @@ async def main() -> str:
         instructions="Look up the weather with the get_weather tool, then answer in one sentence.",
         tools=[get_weather],
         model=OpenAIResponsesModel(model=os.environ.get("MODEL", "smollm2-135m-instruct-q4_1"), openai_client=client),
-        model_settings=ModelSettings(tool_choice="required", max_tokens=64),  # the first turn calls the tool
+        model_settings=ModelSettings(tool_choice="required", max_tokens=256),  # the first turn calls the tool
         reset_tool_choice=False,  # the hook below sets the next turn's choice
         hooks=AnswerOnceTheToolAnswered(),
     )
