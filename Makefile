@@ -10,7 +10,7 @@ export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint format browser clean bench chaos
+.PHONY: install run test test-fast lint format browser clean bench chaos integrations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,5 +66,30 @@ bench: install
 chaos: install
 	$(BIN)/python -m chaos.run $(CHAOS_ARGS)
 
+# Real third-party clients against the platform (docs/integrations/): Open WebUI (its own virtualenv; the
+# first install takes several minutes), the OpenAI Agents SDK, LangChain and LiteLLM (another virtualenv),
+# then `python -m integrations.run`: `make run` in a temporary data folder, PASS/FAIL per client.
+# Not part of `make test`. INTEGRATIONS_ARGS passes arguments, e.g. INTEGRATIONS_ARGS="--only open-webui".
+INTEGRATIONS := .integrations
+OPEN_WEBUI_VERSION := 0.12.4
+# Open WebUI pulls in PyTorch for local embeddings it does not use here: the CPU build is a tenth of the size.
+TORCH_SPEC ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+$(INTEGRATIONS)/open-webui/.installed:
+	$(PYTHON) -m venv $(INTEGRATIONS)/open-webui
+	$(INTEGRATIONS)/open-webui/bin/pip install --quiet --upgrade pip
+	$(INTEGRATIONS)/open-webui/bin/pip install --quiet --retries 0 --extra-index-url $(TORCH_INDEX) '$(TORCH_SPEC)'
+	$(INTEGRATIONS)/open-webui/bin/pip install --quiet '$(TORCH_SPEC)' 'open-webui==$(OPEN_WEBUI_VERSION)'
+	touch $@
+
+$(INTEGRATIONS)/clients/.installed: integrations/requirements-clients.txt
+	$(PYTHON) -m venv $(INTEGRATIONS)/clients
+	$(INTEGRATIONS)/clients/bin/pip install --quiet -r integrations/requirements-clients.txt
+	touch $@
+
+integrations: install $(INTEGRATIONS)/open-webui/.installed $(INTEGRATIONS)/clients/.installed
+	$(BIN)/python -m integrations.run $(INTEGRATIONS_ARGS)
+
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data $(INTEGRATIONS)

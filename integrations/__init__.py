@@ -1,0 +1,1 @@
+"""`make integrations`: real third-party clients against a running platform (docs/integrations/)."""
