@@ -218,6 +218,21 @@ def test_a_forced_function_tool_round_trips_and_json_schema_parses(workers, clie
     assert parsed.output_parsed == Person(name="Ada,", age=1, tags=["Ada,"])
     assert parsed.text.format.type == "json_schema"
 
+    # A reasoning effort turns the template's thinking on: the reasoning is a summary item first.
+    events = events_checked(
+        client.responses.create(model=SCRIPTED, input="Think first", reasoning={"effort": "high"}, stream=True)
+    )
+    assert "response.reasoning_summary_text.delta" in [event["type"] for event in events]
+    thought = events[-1]["response"]
+    reasoning, message = thought["output"]
+    assert (reasoning["type"], reasoning["summary"]) == (
+        "reasoning",
+        [{"type": "summary_text", "text": "think0 think1 "}],
+    )
+    assert message["content"][0]["text"].startswith("Think")
+    assert thought["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
+    charged(client, thought)
+
     for tool in ({"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}):
         with pytest.raises(openai.BadRequestError) as caught:
             client.responses.create(model=SCRIPTED, input="Search", tools=[tool])
