@@ -25,6 +25,13 @@ from inference.services.stored_responses import stored_response_delete, stored_r
 from sogni_platform.exceptions import ApiError, NotFound, error_response
 
 
+def _as_input(error: ApiError) -> ApiError:
+    """The chat path's error with this API's name for the prompt: `input` where chat says `messages`."""
+    if error.param == "messages":
+        error.param = "input"
+    return error
+
+
 class ResponseRun:
     """One response's job, from its first reply to the stored answer."""
 
@@ -63,8 +70,9 @@ class ResponseRun:
         job's deltas arrive, and response.completed (or .incomplete); a failure ends it with an
         `error` event and response.failed. Keep-alive comments while nothing is ready."""
         session, writer = self.session, self.writer
-        out = [sse_response_event(event) for event in writer.start()]
+        out: list[bytes] = []
         try:
+            yield b"".join(sse_response_event(event) for event in writer.start())
             async for message in session.replies(keepalive=settings.SSE_KEEPALIVE_SECONDS):
                 if message is None:
                     yield SSE_KEEPALIVE
@@ -76,13 +84,13 @@ class ResponseRun:
                 elif kind == relay.REPLY_DONE:
                     events, _ = await self._finish(message)
                 elif kind == relay.REPLY_ERROR:
-                    events = writer.fail(job_error(message["code"], message["message"]))
+                    events = writer.fail(_as_input(job_error(message["code"], message["message"])))
                 out.extend(sse_response_event(event) for event in events)
                 if out and (session.ended or not session.reader.ready()):
                     yield b"".join(out)
                     out.clear()
         except ApiError as error:
-            yield b"".join(out) + b"".join(sse_response_event(event) for event in writer.fail(error))
+            yield b"".join(out) + b"".join(sse_response_event(event) for event in writer.fail(_as_input(error)))
         finally:
             await asyncio.shield(session.close())
 
@@ -98,7 +106,7 @@ class ResponseRun:
                     _, response = await self._finish(message)
                     return response
                 elif kind == relay.REPLY_ERROR:
-                    raise job_error(message["code"], message["message"])
+                    raise _as_input(job_error(message["code"], message["message"]))
             raise AssertionError("reply channel ended without done or error")
         finally:
             await asyncio.shield(session.close())
@@ -140,9 +148,7 @@ async def _create(request):
             headers=request.headers, chat=parsed.chat_request(conversation), public_id=response_id()
         )
     except ApiError as error:
-        if error.param == "messages":  # the prompt is this API's `input`
-            error.param = "input"
-        raise
+        raise _as_input(error) from None
     request.ratelimit_state = session.ratelimit_state
     run = ResponseRun(session=session, parsed=parsed, conversation=conversation)
     if parsed.stream:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from inference.models import Job, StoredResponse
 from inference.services.stored_responses import stored_responses_purge
 from inference.tasks import purge_stored_responses_task
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, account_create, run
+from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, account_create, run, smollm2_count
 from tests.support.openai_schema import validate
 
 
@@ -150,3 +150,26 @@ def test_stored_responses_last_the_retention_period(platform, customer, settings
     StoredResponse.objects.filter(pk="resp_new").update(created_at=timezone.now() - timedelta(days=3650))
     assert stored_responses_purge() == 0
     assert run(stored(customer.key, "resp_new").finish).status == 200
+
+
+def test_a_client_leaving_mid_stream_cancels_the_job_and_stores_nothing(platform, operator, customer):
+    async def scenario():
+        worker = WorkerSocket(operator.key)
+        await worker.hello()
+        call = create(customer.key, stream=True)
+        await call.start()
+        job = await worker.job()
+        await worker.delta(job["job_id"], "Once upon")
+        await call.read_until(b"Once upon")
+        await call.client_disconnects()
+        cancel = await worker.receive()
+        await worker.send({"type": "error", "job_id": job["job_id"], "code": "cancelled", "message": "stopped"})
+        await worker.disconnect(code=1000)
+        return job, cancel
+
+    job, cancel = run(scenario)
+    assert cancel == {"type": "cancel", "job_id": job["job_id"]}
+    row = Job.objects.get()
+    assert row.status == Job.Status.CANCELLED
+    assert row.completion_tokens == smollm2_count("Once upon")  # charged what was delivered, as chat is
+    assert not StoredResponse.objects.exists()
