@@ -44,6 +44,10 @@ EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 THINKING_OFF = ("none", "minimal")
 SUMMARIES = ("auto", "concise", "detailed")
 # Sampling extensions beside OpenAI's temperature and top_p, as chat completions takes them.
+# `include` values are extra output data; only log probabilities would change what is generated, and
+# the rest concern tools and inputs refused anyway (or reasoning.encrypted_content: reasoning items
+# here carry none), so they are ignored.
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
 EXTENSIONS = ("top_k", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
 
 
@@ -344,9 +348,15 @@ def _refuse_unhonourable(body: dict) -> None:
     for name in ("conversation", "prompt"):
         if body.get(name) is not None:
             unsupported(name, "is not supported by this service; send 'input' (and 'previous_response_id').")
-    include = get_list(body, "include", "include")
-    if include:
-        unsupported("include", "is not supported: no additional output data is available here.")
+    for i, value in enumerate(get_list(body, "include", "include") or ()):
+        if not isinstance(value, str):
+            wrong_type(f"include[{i}]", "a string", value)
+        if value == LOGPROBS_INCLUDE:
+            invalid(
+                f"Invalid 'include[{i}]': '{value}' is not supported: the engine cannot return log probabilities.",
+                param=f"include[{i}]",
+                code="unsupported_value",
+            )
     if get_int(body, "top_logprobs", "top_logprobs", minimum=0, maximum=20):
         unsupported("top_logprobs", "is not supported: the engine cannot return log probabilities.")
     truncation = get_str(body, "truncation", "truncation")
