@@ -75,6 +75,9 @@ def test_a_response_is_one_chat_job_and_is_stored_for_its_owner_only(platform, o
         theirs = run(stored(stranger.key, response["id"], method).finish)
         assert theirs.status == 404 and theirs.json()["error"]["code"] == "not_found"
     assert run(stored(None, response["id"]).finish).status == 401
+    for method in ("GET", "DELETE"):  # ids that cannot be one (a NUL cannot even reach PostgreSQL)
+        for odd in ("\x00", "%", "a" * 1000):
+            assert run(stored(customer.key, odd, method).finish).status == 404
     deleted = run(stored(customer.key, response["id"], "DELETE").finish)
     assert deleted.json() == {"id": response["id"], "object": "response", "deleted": True}
     assert run(stored(customer.key, response["id"]).finish).status == 404
