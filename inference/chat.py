@@ -106,9 +106,12 @@ def _max_tokens(*, chat: ChatRequest, model: LlmModel, prompt_tokens: int | None
     return min(max_tokens, room)
 
 
-def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, LlmModel, object]:
+def _job_open(
+    *, headers, chat: ChatRequest, reply_channel: str, public_id: str | None = None
+) -> tuple[Job, LlmModel, object]:
     """Authenticate, then open the job: one thread hop for everything before the worker has it; on
-    PostgreSQL usually one statement (inference.services.opening)."""
+    PostgreSQL usually one statement (inference.services.opening). `public_id`: the id the client
+    knows the job by (a new chatcmpl- id unless the request's API names its own, e.g. resp_)."""
     api_key = api_key_required(headers, cached=True)
     model = model_resolve(model_id=chat.model)
     if model is None:
@@ -132,7 +135,7 @@ def _job_open(*, headers, chat: ChatRequest, reply_channel: str) -> tuple[Job, L
     job = job_new(
         user=api_key.user,
         model=model,
-        public_id=completion_id(),
+        public_id=public_id or completion_id(),
         request=request,
         stream=chat.stream,
         max_tokens=max_tokens,
@@ -190,11 +193,11 @@ class ChatSession:
         self.prompt_tokens, self.max_tokens, self.delivered_tokens = job.prompt_tokens_estimate, job.max_tokens, 0
 
     @classmethod
-    async def open(cls, *, headers, chat: ChatRequest) -> "ChatSession":
+    async def open(cls, *, headers, chat: ChatRequest, public_id: str | None = None) -> "ChatSession":
         """The request's job, opened for the API key in `headers` (InvalidApiKey, 401, if there is none)."""
         reply_channel = await get_channel_layer().new_channel()
         reader = ReplyReader(reply_channel)
-        opening = in_db_thread(_job_open)(headers=headers, chat=chat, reply_channel=reply_channel)
+        opening = in_db_thread(_job_open)(headers=headers, chat=chat, reply_channel=reply_channel, public_id=public_id)
         opening = asyncio.ensure_future(opening)
         try:
             job, model, state = await asyncio.shield(opening)
@@ -279,6 +282,15 @@ class ChatSession:
             yield message
             if self.ended:
                 return
+
+    def replies(self, *, keepalive: float | None) -> AsyncIterator[dict | None]:
+        """The job's reply-channel messages as _messages gives them, for answers in another wire format
+        (the Responses API) built on the same job."""
+        return self._messages(keepalive=keepalive)
+
+    def settled_usage(self, message: dict) -> dict:
+        """A `done` message's usage as chat's usage payload (with `cost`), recorded for the rate limit."""
+        return self._usage(message)
 
     def _usage(self, message: dict) -> dict:
         usage = message["usage"]

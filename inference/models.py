@@ -212,3 +212,22 @@ class PlatformBeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.at}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept (`store`, the default) for GET /v1/responses/{id} and for a later
+    request's `previous_response_id`; gone RESPONSES_RETENTION_DAYS after it was created."""
+
+    id = models.CharField(primary_key=True, max_length=64)  # the response's (and its job's public) id
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stored_responses")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    response = models.JSONField(help_text="The response object as it was answered.")
+    conversation = models.JSONField(
+        help_text="The conversation up to and including this answer, as chat messages (without instructions)."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.id

@@ -38,3 +38,11 @@ def release_escrow_task() -> None:
     from billing.escrow import escrow_release_due
 
     escrow_release_due()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def purge_stored_responses_task() -> None:
+    """Periodic (Celery beat, hourly): stored responses past RESPONSES_RETENTION_DAYS."""
+    from inference.services.stored_responses import stored_responses_purge
+
+    stored_responses_purge()

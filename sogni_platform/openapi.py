@@ -1,10 +1,10 @@
 """The platform's OpenAPI document, GET /v1/openapi.json (drf-spectacular plus a postprocessing hook).
 
 DRF views are introspected; the hook adds what introspection cannot see: response bodies of views
-without serializers, OpenAI-shaped errors, and the async POST /v1/chat/completions (not a DRF view),
-described by hand from trimmed copies of the OpenAI schemas (../shared/openai/openapi.json), kept
-here as data so the document is self-contained at run time. Operations are only documented when
-their URL exists in this build.
+without serializers, OpenAI-shaped errors, and the async POST /v1/chat/completions and Responses API
+operations (not DRF views; sogni_platform.openapi_responses), described by hand from trimmed copies
+of the OpenAI schemas (../shared/openai/openapi.json), kept here as data so the document is
+self-contained at run time. Operations are only documented when their URL exists in this build.
 """
 
 import copy
@@ -14,6 +14,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.views import SpectacularJSONAPIView
 from rest_framework.permissions import AllowAny
 
+from sogni_platform.openapi_responses import RESPONSES_OPERATIONS, RESPONSES_SCHEMAS
 from sogni_platform.openapi_schemas import (
     CHAT_COMPLETIONS_PATH,
     CHAT_COMPLETIONS_POST,
@@ -84,6 +85,11 @@ def postprocess(result, generator, request, public):
     if _url_exists(CHAT_COMPLETIONS_PATH):
         paths.setdefault(CHAT_COMPLETIONS_PATH, {})["post"] = copy.deepcopy(CHAT_COMPLETIONS_POST)
         components.setdefault("securitySchemes", {}).setdefault(SECURITY_SCHEME, dict(SECURITY_DEFINITION))
+    for path, operations in RESPONSES_OPERATIONS.items():
+        if _url_exists(path):
+            components["schemas"].update(copy.deepcopy(RESPONSES_SCHEMAS))
+            paths.setdefault(path, {}).update(copy.deepcopy(operations))
+            components.setdefault("securitySchemes", {}).setdefault(SECURITY_SCHEME, dict(SECURITY_DEFINITION))
     for path, operations in paths.items():
         for method, operation in operations.items():
             _complete(path, method, operation)

@@ -218,6 +218,12 @@ CELERY_BEAT_SCHEDULE["inference-reap-leases"] = {
     "schedule": JOB_REAPER_SECONDS,
 }
 CELERY_BEAT_SCHEDULE["billing-release-escrow"] = {"task": "inference.tasks.release_escrow_task", "schedule": 300.0}
+# Responses API (docs/api.md "Responses API"): stored responses are kept this many days (0: until deleted).
+RESPONSES_RETENTION_DAYS = float(env_str("RESPONSES_RETENTION_DAYS", "30"))
+CELERY_BEAT_SCHEDULE["inference-purge-stored-responses"] = {
+    "task": "inference.tasks.purge_stored_responses_task",
+    "schedule": 3600.0,
+}
 
 # Billing (docs/billing.md). Stripe is optional: without keys top-ups are off.
 STARTER_GRANT_SPARK = Decimal(env_str("STARTER_GRANT_SPARK", "100"))

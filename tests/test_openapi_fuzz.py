@@ -26,7 +26,8 @@ from inference.catalog import SEED
 from ratelimits.services import account_limits_set
 from tests.support.workers import account_create, catalog, operator, workers  # noqa: F401 - fixtures
 
-pytestmark = [pytest.mark.e2e]
+# Three Responses API operations joined chat's: past pytest's default 300 s on a loaded 2-core machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 CHECKS = [
     not_a_server_error,

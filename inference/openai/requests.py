@@ -344,9 +344,10 @@ def parse_chat_request(raw_body: bytes, *, content_type: str | None, headers: Ma
     )
 
 
-def parse_http_request(request: HttpRequest) -> ChatRequest:
-    """parse_chat_request for a Django request: 413 from Content-Length before the body is read,
-    so an oversized body never meets Django's own (HTML) RequestDataTooBig."""
+def parse_http_request(request: HttpRequest, parse=parse_chat_request):
+    """`parse` (parse_chat_request or another parser of its signature) for a Django request: 413 from
+    Content-Length before the body is read, so an oversized body never meets Django's own (HTML)
+    RequestDataTooBig."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -357,4 +358,4 @@ def parse_http_request(request: HttpRequest) -> ChatRequest:
         raw_body = request.body
     except RequestDataTooBig:
         raise _too_large(declared) from None
-    return parse_chat_request(raw_body, content_type=request.META.get("CONTENT_TYPE"), headers=request.headers)
+    return parse(raw_body, content_type=request.META.get("CONTENT_TYPE"), headers=request.headers)
