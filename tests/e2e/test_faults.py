@@ -393,8 +393,9 @@ def test_a_server_killed_or_stopped_during_jobs_blames_no_worker(fault_platform,
 def test_a_server_killed_mid_stream_and_restarted_at_once_bills_the_delivered_tokens(
     fault_platform, pool, user, operator
 ):
-    """Restarted within a lease: the workers come back before the reaper acts, take their rows over,
-    and the jobs their lost connections streamed are settled for what was relayed, as last saved."""
+    """Restarted at once: the workers are back within seconds (each takes its row over from the
+    connection it lost), and the jobs those connections streamed are settled for what was relayed, as
+    last saved (by the reaper, or by the release of the lost connection's jobs, whichever is first)."""
     from inference.models import Job
 
     rows = [worker_row(owner=operator.user, name=scripted(pool, name).extra["name"]) for name in ("back-a", "back-b")]
@@ -418,7 +419,7 @@ def test_a_server_killed_mid_stream_and_restarted_at_once_bills_the_delivered_to
     wait_until(lambda: not open_jobs(), timeout=30, what="the lost jobs settled")
 
     assert back_after <= 10
-    assert {(job.status, job.error_code) for job in Job.objects.all()} == {(Job.Status.FAILED, "worker_disconnected")}
+    assert {job.status for job in Job.objects.all()} == {Job.Status.FAILED}
     assert fault_free(*rows) == [("back-a", 0, 0, None), ("back-b", 0, 0, None)]
     assert_billed_within_a_second(received)
     wait_until(lambda: not open_holds(), timeout=30, what="no hold open")
