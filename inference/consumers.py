@@ -36,7 +36,7 @@ from inference.services import (
     worker_set_draining,
 )
 from inference.services.jobs import Relayed
-from inference.services.leases import job_lease_renew, jobs_lease_renew, reliability_sweep
+from inference.services.leases import Progress, jobs_lease_renew, jobs_progress_save, reliability_sweep
 from inference.services.trust import CLIENT_ERRORS, job_outcome_record, worker_fault_record
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class HeldJob:
     """A job assigned to this connection, as far as this connection relayed it."""
 
     reply_channel: str
+    model_id: str
     max_tokens: int
     output_cap: int  # UTF-8 bytes the job may relay (JOB_OUTPUT_BYTES_*)
     tokens: int = 0  # as the worker's deltas claim them
@@ -57,13 +58,16 @@ class HeldJob:
     frames: int = 0
     first_token_at: datetime | None = None
     cancel_sent: bool = False
-    lease_renewed: float = 0.0  # monotonic time of the last lease write for this job
+    unsaved: bool = False  # relayed tokens not yet in the job's row (jobs_progress_save)
 
     def text(self) -> str:
         return "".join(self.output)
 
     def relayed(self) -> Relayed:
         return Relayed(claimed_tokens=self.tokens, output=self.text())
+
+    def progress(self) -> Progress:
+        return Progress(model_id=self.model_id, max_tokens=self.max_tokens, relayed=self.relayed())
 
 
 def _relayed_text(frame: dict) -> tuple[str, int]:
@@ -118,6 +122,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.limiter = RateLimiter(settings.WORKER_MAX_MESSAGES_PER_SECOND, now=self.last_frame)
         self.background: set[asyncio.Task] = set()
         self.watchdog: asyncio.Task | None = None
+        self.saver: asyncio.Task | None = None
         api_key = await _db(_authenticate)(self.scope)
         await self.accept()
         if api_key is None:
@@ -131,6 +136,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.closing = True
         if self.watchdog is not None:
             self.watchdog.cancel()
+        if self.saver is not None:
+            self.saver.cancel()  # worker_disconnect settles with everything relayed
         if self.worker_id is None:
             return
         if self.background:
@@ -209,6 +216,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 hardware=frame["hardware"],
                 channel_name=self.channel_name,
                 api_key=self.api_key,
+                resumes=frame["worker_id"],
             )
         except WorkerRefused as refused:
             logger.warning("worker %r of %s refused: %s", frame["worker_name"], self.owner, refused.reason)
@@ -268,23 +276,14 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.send(job.reply_channel, message)
         if job.first_token_at is None:
             job.first_token_at = timezone.now()
-            job.lease_renewed = time.monotonic()
             self._in_background(
                 _db(job_mark_running)(
                     job_id=frame["job_id"], channel_name=self.channel_name, first_token_at=job.first_token_at
                 )
             )
-        elif self.last_frame - job.lease_renewed > settings.JOB_LEASE_SECONDS / 3:
-            # At most one write per third of a lease: the lease, and the tokens delivered so far (bounded
-            # by the bytes relayed, as a job whose worker goes silent is billed on them).
-            job.lease_renewed = self.last_frame
-            self._in_background(
-                _db(job_lease_renew)(
-                    job_id=frame["job_id"],
-                    channel_name=self.channel_name,
-                    delivered_tokens=min(job.tokens, job.output_bytes),
-                )
-            )
+        job.unsaved = True
+        if self.saver is None:
+            self.saver = asyncio.ensure_future(self._save_progress())
 
     async def on_deltas(self, frame: dict) -> None:
         for delta in frame["deltas"]:
@@ -354,7 +353,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             return  # still assigned to this connection in the database: disconnect releases it
         output_cap = event["max_tokens"] * settings.JOB_OUTPUT_BYTES_PER_TOKEN + settings.JOB_OUTPUT_BYTES_SLACK
         self.jobs[event["job_id"]] = HeldJob(
-            reply_channel=event["reply_channel"], max_tokens=event["max_tokens"], output_cap=output_cap
+            reply_channel=event["reply_channel"],
+            model_id=event["model"],
+            max_tokens=event["max_tokens"],
+            output_cap=output_cap,
         )
         await self.send_frame(
             {"type": "job", "job_id": event["job_id"], "model": event["model"], "request": event["request"]}
@@ -382,6 +384,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "cancel", "job_id": event["job_id"]})
 
     async def worker_kick(self, event: dict) -> None:
+        if event.get("replaced"):
+            self.jobs.clear()  # released when the worker's new connection took its row over
         if not self.closing:
             logger.info("worker %s: closed by the platform (%s)", self.worker_id, event["code"])
             await self._close(event["code"], event.get("reason", "closed by an operator"))
@@ -417,6 +421,32 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         self.background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("worker %s: background write failed", self.worker_id, exc_info=task.exception())
+
+    async def _save_progress(self) -> None:
+        """While tokens flow, every JOB_PROGRESS_SECONDS: one write of what was relayed of each job since the
+        last (jobs_progress_save), with a fresh lease. A server process that dies mid-stream loses at most
+        that much of the delivered count. One save at a time, so counts never go back."""
+        try:
+            progress: dict[str, Progress] = {}
+            while not self.closing:
+                await asyncio.sleep(settings.JOB_PROGRESS_SECONDS)
+                progress = {}
+                for job_id, job in self.jobs.items():
+                    if job.unsaved:
+                        job.unsaved = False
+                        progress[job_id] = job.progress()
+                if not progress:
+                    return
+                await _db(jobs_progress_save)(channel_name=self.channel_name, progress=progress)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("worker %s: saving job progress failed", self.worker_id)
+            for job_id in progress:  # saved with the next delta
+                if job_id in self.jobs:
+                    self.jobs[job_id].unsaved = True
+        finally:
+            self.saver = None
 
     async def _watch(self) -> None:
         """Close a connection that never says hello, or goes silent for three heartbeat intervals."""

@@ -91,6 +91,8 @@ def _hello(frame: dict) -> dict:
         "engine": _str(frame, "engine", max_length=64, required=False),
         "version": _str(frame, "version", max_length=64, required=False),
         "hardware": hardware,
+        # Reconnecting: the worker_id its last `welcome` gave this worker process.
+        "worker_id": _str(frame, "worker_id", max_length=32, required=False),
     }
 
 

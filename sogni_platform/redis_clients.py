@@ -1,16 +1,77 @@
 """Shared Redis clients for rate limits and metrics (None in the embedded mode, no REDIS_URL).
 
-Short timeouts: a Redis outage must not stall requests; callers fall back or skip.
+They sit on the request path, so a Redis outage must not stall requests: callers fall back or skip
+on any RedisError, and the clients fail fast. A command waits at most TIMEOUT_S and is not retried
+(redis-py retries ten times by default, which held requests for as long as a frozen Redis stayed
+frozen); after a connection error or a timeout every call fails at once (RedisSkipped) for
+SKIP_AFTER_FAILURE_S, so one request a second at most waits on a Redis that does not answer.
 """
 
 import asyncio
+import socket
+import time
 import weakref
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
-_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "health_check_interval": 30}
+TIMEOUT_S = 0.25
+SKIP_AFTER_FAILURE_S = 1.0
+_OUTAGE = (ConnectionError, TimeoutError, socket.timeout)
+
+
+class RedisSkipped(ConnectionError):
+    """Redis failed moments ago: not asked again until SKIP_AFTER_FAILURE_S have passed."""
+
+
+_failed_at: float | None = None
+
+
+def _check() -> None:
+    if _failed_at is not None and time.monotonic() - _failed_at < SKIP_AFTER_FAILURE_S:
+        raise RedisSkipped(f"Redis failed less than {SKIP_AFTER_FAILURE_S:g} s ago; skipped")
+
+
+def _trip() -> None:
+    global _failed_at
+    _failed_at = time.monotonic()
+
+
+class _FailFast(redis.retry.Retry):
+    """No retry; a command is skipped while Redis is known to be failing (every command and connect of
+    a client goes through its Retry)."""
+
+    def __init__(self):
+        super().__init__(NoBackoff(), 0)
+
+    def call_with_retry(self, do, fail, *args, **kwargs):
+        _check()
+        try:
+            return super().call_with_retry(do, fail, *args, **kwargs)
+        except _OUTAGE:
+            _trip()
+            raise
+
+
+class _FailFastAsync(redis.asyncio.retry.Retry):
+    def __init__(self):
+        super().__init__(NoBackoff(), 0)
+
+    async def call_with_retry(self, do, fail, *args, **kwargs):
+        _check()
+        try:
+            return await super().call_with_retry(do, fail, *args, **kwargs)
+        except _OUTAGE:
+            _trip()
+            raise
+
+
+_OPTIONS = {"socket_connect_timeout": TIMEOUT_S, "socket_timeout": TIMEOUT_S, "health_check_interval": 30}
 
 _sync_clients: dict[str, redis.Redis] = {}
 _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]]" = (
@@ -24,7 +85,7 @@ def redis_sync() -> redis.Redis | None:
         return None
     client = _sync_clients.get(url)
     if client is None:
-        client = _sync_clients[url] = redis.Redis.from_url(url, **_TIMEOUTS)
+        client = _sync_clients[url] = redis.Redis.from_url(url, retry=_FailFast(), **_OPTIONS)
     return client
 
 
@@ -36,5 +97,5 @@ def redis_async() -> redis.asyncio.Redis | None:
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(url)
     if client is None:
-        client = clients[url] = redis.asyncio.Redis.from_url(url, **_TIMEOUTS)
+        client = clients[url] = redis.asyncio.Redis.from_url(url, retry=_FailFastAsync(), **_OPTIONS)
     return client

@@ -158,8 +158,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CONSUMER = "sogni_platform.celery_consumer:FastReconnectConsumer"
-# The worker socket hands `done` to Celery from the event loop: an unreachable broker must fail fast
-# (the server then completes the job itself) rather than stall every stream of the process.
+# A publish (a queued job's dispatch, from a server's pool thread) must not wait long on an unreachable broker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "sogni")
 CELERY_BEAT_SCHEDULE: dict = {}
@@ -203,6 +202,8 @@ CELERY_BEAT_SCHEDULE["inference-reap-stale"] = {"task": "inference.tasks.reap_st
 
 # Reliability: leases, earnings escrow, worker trust (docs/operations.md "Reliability").
 JOB_LEASE_SECONDS = float(env_str("JOB_LEASE_SECONDS", "15"))
+# How often a server process saves the tokens relayed of its running jobs (what a crash may lose).
+JOB_PROGRESS_SECONDS = float(env_str("JOB_PROGRESS_SECONDS", "0.5"))
 JOB_MAX_DURATION_SECONDS = float(env_str("JOB_MAX_DURATION_SECONDS", "600"))
 JOB_REAPER_SECONDS = float(env_str("JOB_REAPER_SECONDS", "5"))
 HOLD_ORPHAN_GRACE_SECONDS = float(env_str("HOLD_ORPHAN_GRACE_SECONDS", "120"))

@@ -367,7 +367,8 @@ def job_cancel(*, job_id: JobId) -> str | None:
 
 def release_connection_jobs(*, channel_name: str, delivered: dict[str, Relayed] | None) -> int:
     """A worker connection is gone: jobs that produced no token go back to the queue, jobs that
-    streamed fail. `delivered` maps job ids to what was relayed (None: not known, use the job status)."""
+    streamed fail. `delivered` maps job ids to what was relayed (None: not known, use the job status
+    and the delivered count the connection last saved)."""
     delivered = delivered or {}
     released = 0
     with transaction.atomic():
@@ -376,8 +377,10 @@ def release_connection_jobs(*, channel_name: str, delivered: dict[str, Relayed] 
             job_key = str(job.id)
             if job_key in delivered or job.status == Job.Status.RUNNING:
                 message = "The worker serving this request disconnected after it had started answering."
-                relayed = delivered.get(job_key, Relayed(0, ""))
-                counts = job_counts(job, output=relayed.output, claimed_completion=relayed.claimed_tokens)
+                relayed = delivered.get(job_key)
+                # Not known here (the connection's server process died): the count its progress saves left.
+                counts = {} if relayed is None else job_counts(job, output=relayed.output,
+                                                                 claimed_completion=relayed.claimed_tokens)  # fmt: skip
                 _job_end(
                     job,
                     status=Job.Status.FAILED,

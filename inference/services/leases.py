@@ -1,11 +1,12 @@
 """Job leases and the reaper: no job stays assigned or running forever.
 
 An assigned job holds a lease (Job.lease_expires_at) until JOB_LEASE_SECONDS after the last sign of
-life: its assignment, its first token, a delta (written at most once per third of a lease) or a
-heartbeat listing it. The reaper (Celery beat, every JOB_REAPER_SECONDS) requeues a job whose lease
-expired before its first token, fails one that had streamed (charged for the tokens recorded as
-delivered, no reward), fails any job past JOB_MAX_DURATION_SECONDS, takes a silent worker out of
-dispatch, and releases billing holds left open by jobs that are gone.
+life: its assignment, its first token, its progress (the tokens relayed, saved with a fresh lease
+every JOB_PROGRESS_SECONDS while it streams) or a heartbeat listing it. The reaper (Celery beat,
+every JOB_REAPER_SECONDS) requeues a job whose lease expired before its first token, fails one that
+had streamed (charged for the tokens its progress recorded as delivered, no reward), fails any job
+past JOB_MAX_DURATION_SECONDS, takes a silent worker out of dispatch, and releases billing holds
+left open by jobs that are gone.
 
 A lapse counts against the worker only when the platform was there to hear it:
 - the reaper records each run (PlatformBeat); if it had not run for more than a lease (Celery, beat,
@@ -20,17 +21,20 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, PositiveIntegerField, Q, Value, When
 from django.utils import timezone
 
 from billing.models import Hold
 from billing.services import job_release
+from inference.counting import completion_count
 from inference.models import Job, PlatformBeat, Worker
 from inference.relay import REPLY_ERROR, WORKER_KICK, send_on_commit
-from inference.services.jobs import _job_end, _locked, _requeue, job_done_message
+from inference.selectors import model_resolve
+from inference.services.jobs import Relayed, _job_end, _locked, _requeue, job_done_message
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +49,45 @@ def lease_deadline(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) + timedelta(seconds=settings.JOB_LEASE_SECONDS)
 
 
-def job_lease_renew(*, job_id: str | uuid.UUID, channel_name: str, delivered_tokens: int | None = None) -> bool:
-    """A delta from the connection holding the job: extend its lease and record the tokens relayed so
-    far (what the reaper charges if the worker then goes silent). False if it no longer holds it."""
-    fields = {"lease_expires_at": lease_deadline()}
-    if delivered_tokens is not None:
-        fields["completion_tokens"] = delivered_tokens
-    return bool(Job.objects.filter(id=job_id, worker_channel=channel_name, status__in=Job.ACTIVE).update(**fields))
+class Progress(NamedTuple):
+    """What a connection relayed of one job so far."""
+
+    model_id: str
+    max_tokens: int
+    relayed: Relayed
+
+
+def _delivered_count(progress: Progress) -> int:
+    """The platform's count of the completion text relayed (as at the job's end), at most max_tokens."""
+    model = model_resolve(model_id=progress.model_id)
+    text, claimed = progress.relayed.output, progress.relayed.claimed_tokens
+    if model is None:  # disabled meanwhile: bounded, as a model without a tokenizer is
+        count = min(claimed, len(text.encode("utf-8")))
+    else:
+        count, _ = completion_count(model=model, text=text, claimed=claimed)
+    return min(count, progress.max_tokens)
+
+
+def jobs_progress_save(*, channel_name: str, progress: dict[str, Progress]) -> int:
+    """One UPDATE for the jobs a connection relayed tokens of since its last save: the tokens delivered
+    so far by the platform's count (what a job is billed for if its server process dies before it
+    ends: the reaper's or a reconnecting worker's release charges them) and a fresh lease. Only jobs
+    the connection still holds; how many were written."""
+    if not progress:
+        return 0
+    rows = {job_id: (_delivered_count(p), len(p.relayed.output.encode("utf-8")), p.relayed.claimed_tokens)
+            for job_id, p in progress.items()}  # fmt: skip
+
+    def column(index: int) -> Case:
+        whens = [When(pk=uuid.UUID(job_id), then=Value(row[index])) for job_id, row in rows.items()]
+        return Case(*whens, output_field=PositiveIntegerField())
+
+    return Job.objects.filter(pk__in=list(rows), worker_channel=channel_name, status__in=Job.ACTIVE).update(
+        completion_tokens=column(0),
+        output_bytes=column(1),
+        claimed_completion_tokens=column(2),
+        lease_expires_at=lease_deadline(),
+    )
 
 
 def jobs_lease_renew(*, job_ids: Iterable[str], channel_name: str) -> int:

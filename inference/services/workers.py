@@ -51,11 +51,15 @@ def worker_register(
     hardware: dict,
     channel_name: str,
     api_key: ApiKey | None = None,
+    resumes: str = "",
 ) -> Registration:
     """Bring the (owner, name) worker online on this connection; queued jobs of its models dispatch
     after commit. Refused while another live connection holds the name, if the owner is banned or
     holds WORKER_MAX_CONNECTIONS_PER_OWNER live connections, or if `api_key` (the connection's) no
-    longer authenticates.
+    longer authenticates. A worker process reconnecting (`resumes`: the worker id its last welcome
+    gave it) takes its row over from the connection it lost, which may still look live (its server
+    process died, or the network dropped it without a close): that connection's jobs are released
+    and, if it is still open somewhere, it is closed.
 
     The key's row stays locked to the commit: a key change (which locks it too) either comes first and
     refuses this, or comes after and finds this connection to close (owner_connections_close_on_commit).
@@ -77,7 +81,10 @@ def worker_register(
         if worker.status == Worker.Status.BANNED:
             raise WorkerRefused("This worker is banned by an operator.", close_code=CLOSE_BANNED)
         live = worker.status != Worker.Status.OFFLINE and worker.channel_name and worker.channel_name != channel_name
-        if live and worker.last_heartbeat and worker.last_heartbeat >= worker_fresh_since():
+        fresh = live and worker.last_heartbeat and worker.last_heartbeat >= worker_fresh_since()
+        if fresh and resumes == str(worker.pk):
+            _close_on_commit(worker.channel_name, reason="replaced by the worker's new connection")
+        elif fresh:
             raise WorkerRefused(f"A worker named {name!r} is already connected.", close_code=CLOSE_DUPLICATE)
         connections = _live_workers(owner).exclude(pk=worker.pk).count()
         if connections >= settings.WORKER_MAX_CONNECTIONS_PER_OWNER:
@@ -107,6 +114,14 @@ def worker_register(
         _dispatch_models_on_commit(accepted)
     logger.info("worker %s (%s) online: models=%s slots=%s", worker.pk, name, accepted, slots)
     return Registration(worker=worker, accepted=accepted, rejected=rejected)
+
+
+def _close_on_commit(channel_name: str, *, reason: str) -> None:
+    transaction.on_commit(
+        lambda: channel_send(
+            channel_name, {"type": WORKER_KICK, "code": CLOSE_DUPLICATE, "reason": reason, "replaced": True}
+        )
+    )
 
 
 def _key_still_valid(api_key: ApiKey) -> bool:

@@ -53,7 +53,6 @@ def test_redis_frozen_5s_other_streams_stall_at_most_half_a_second(outcomes):
     check(outcomes, "redis-frozen", "longest stall of a stream (s)")
 
 
-@pytest.mark.xfail(strict=True, reason="the event loop still waits on the frozen broker (no timeout)")
 def test_redis_frozen_5s_models_list_answers_or_fails_within_a_second(outcomes):
     check(outcomes, "redis-frozen", "GET /v1/models answers or fails (s)")
 

@@ -328,26 +328,47 @@ def test_celery_killed_during_jobs_blames_no_worker_and_the_jobs_complete_withou
     ledger_is_sound()
 
 
+def stream_counting(platform, user, received: list[int]):
+    """A streaming request of 100 tokens; appends how many completion tokens it received (the scripted
+    engine's tokens are words) when it ends, however it ends."""
+    body = {"model": SCRIPTED, "messages": HI, "max_tokens": 100, "stream": True}
+    headers = {"Authorization": f"Bearer {user.key}"}
+    content: list[str] = []
+
+    def ask() -> None:
+        try:
+            with httpx.stream("POST", f"{platform.url}/v1/chat/completions", json=body, headers=headers) as r:
+                for event in sse_events(r):
+                    if isinstance(event, dict) and event.get("choices"):
+                        content.append(event["choices"][0]["delta"].get("content") or "")
+        except httpx.HTTPError:
+            pass  # the server died under it
+        received.append(len("".join(content).split()))
+
+    return threading.Thread(target=ask)
+
+
+def assert_billed_within_a_second(received: list[int]) -> None:
+    """Each cut stream's settled hold billed what its client got, within a second's worth of tokens
+    (5 a second); every stream was cut mid-way (the jobs started together, so sorted counts pair up)."""
+    from billing.models import Hold
+
+    billed = sorted(Hold.objects.exclude(status="open").values_list("completion_tokens", flat=True))
+    assert all(5 <= count < 100 for count in received), received
+    assert all(abs(b - r) <= 5 for b, r in zip(billed, sorted(received), strict=True)), (billed, received)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 def test_a_server_killed_or_stopped_during_jobs_blames_no_worker(fault_platform, pool, user, operator, stop):
     from inference.models import Job
 
     rows = [worker_row(owner=operator.user, name=scripted(pool, name).extra["name"]) for name in ("kept-a", "kept-b")]
-    body = {"model": SCRIPTED, "messages": HI, "max_tokens": 100, "stream": True}
-    headers = {"Authorization": f"Bearer {user.key}"}
-
-    def ask() -> None:
-        try:
-            with httpx.stream("POST", f"{fault_platform.url}/v1/chat/completions", json=body, headers=headers) as r:
-                for _ in r.iter_lines():
-                    pass
-        except httpx.HTTPError:
-            pass  # the server died under it
-
-    requests = [threading.Thread(target=ask) for _ in rows]
+    received: list[int] = []
+    requests = [stream_counting(fault_platform, user, received) for _ in rows]
     for request in requests:
         request.start()
     wait_until(lambda: Job.objects.filter(status="running").count() == 2, timeout=30, what="both jobs running")
+    time.sleep(2)  # mid-stream
     fault_platform.daphne.signal(stop)
     fault_platform.daphne.popen.wait(10)
     # Longer than a lease: the reaper takes the jobs back while the workers cannot reach the platform.
@@ -362,7 +383,44 @@ def test_a_server_killed_or_stopped_during_jobs_blames_no_worker(fault_platform,
 
     assert {job.status for job in Job.objects.all()} == {Job.Status.FAILED}
     assert fault_free(*rows) == [("kept-a", 0, 0, None), ("kept-b", 0, 0, None)]
+    assert_billed_within_a_second(received)
     reply = client_for(fault_platform, user).chat.completions.create(model=SCRIPTED, messages=HI, max_tokens=3)
     assert reply.choices[0].message.content
+    wait_until(lambda: not open_holds(), timeout=30, what="no hold open")
+    ledger_is_sound()
+
+
+def test_a_server_killed_mid_stream_and_restarted_at_once_bills_the_delivered_tokens(
+    fault_platform, pool, user, operator
+):
+    """Restarted at once: the workers are back within seconds (each takes its row over from the
+    connection it lost), and the jobs those connections streamed are settled for what was relayed, as
+    last saved (by the reaper, or by the release of the lost connection's jobs, whichever is first)."""
+    from inference.models import Job
+
+    rows = [worker_row(owner=operator.user, name=scripted(pool, name).extra["name"]) for name in ("back-a", "back-b")]
+    received: list[int] = []
+    requests = [stream_counting(fault_platform, user, received) for _ in rows]
+    for request in requests:
+        request.start()
+    wait_until(lambda: Job.objects.filter(status="running").count() == 2, timeout=30, what="both jobs running")
+    time.sleep(2)  # mid-stream
+    fault_platform.daphne.signal(signal.SIGKILL)
+    fault_platform.daphne.popen.wait(10)
+    port = int(fault_platform.url.rsplit(":", 1)[1])
+    fault_platform.daphne = start_daphne(fault_platform.env, port=port)
+    serving = time.monotonic()
+    for request in requests:
+        request.join(30)
+    for row in rows:
+        wait_until(lambda row=row: worker_row(owner=operator.user, name=row.name).channel_name != row.channel_name,
+                   timeout=30, what=f"{row.name} back")  # fmt: skip
+    back_after = time.monotonic() - serving
+    wait_until(lambda: not open_jobs(), timeout=30, what="the lost jobs settled")
+
+    assert back_after <= 10
+    assert {job.status for job in Job.objects.all()} == {Job.Status.FAILED}
+    assert fault_free(*rows) == [("back-a", 0, 0, None), ("back-b", 0, 0, None)]
+    assert_billed_within_a_second(received)
     wait_until(lambda: not open_holds(), timeout=30, what="no hold open")
     ledger_is_sound()

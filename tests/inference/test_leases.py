@@ -15,9 +15,10 @@ from billing.services import job_hold
 from inference.models import Job, LlmModel, Worker
 from inference.relay import REPLY_ERROR, REPLY_REQUEUED, ReplyReader
 from inference.services import job_mark_running
-from inference.services.leases import holds_release_orphaned, job_lease_renew, jobs_lease_renew
+from inference.services.jobs import Relayed
+from inference.services.leases import Progress, holds_release_orphaned, jobs_lease_renew, jobs_progress_save
 from inference.tasks import reap_leases_task
-from tests.inference.platform import SMOLLM2, job_queued, run, worker_online
+from tests.inference.platform import SMOLLM2, job_queued, run, smollm2_count, worker_online
 
 
 def held_job(user, reply_channel: str) -> Job:
@@ -58,6 +59,12 @@ def new_channel() -> str:
     return run(get_channel_layer().new_channel)
 
 
+def progress_save(job: Job, channel_name: str, text: str, *, claimed: int) -> int:
+    """What a worker connection saves of a job it streams (every JOB_PROGRESS_SECONDS)."""
+    progress = Progress(model_id=job.model_id, max_tokens=job.max_tokens, relayed=Relayed(claimed, text))
+    return jobs_progress_save(channel_name=channel_name, progress={str(job.id): progress})
+
+
 def test_assignment_takes_a_lease_and_the_first_token_and_heartbeats_renew_it(platform, operator, customer):
     platform.JOB_LEASE_SECONDS = 30
     worker = worker_online(operator.user, "leased")
@@ -78,9 +85,14 @@ def test_assignment_takes_a_lease_and_the_first_token_and_heartbeats_renew_it(pl
     job.refresh_from_db()
     assert job.lease_expires_at > timezone.now() + timedelta(seconds=25)
 
-    assert job_lease_renew(job_id=job.id, channel_name=worker.channel_name, delivered_tokens=7)
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
+    # Progress: only the connection holding the job saves it, with the platform's count and a lease.
+    assert progress_save(job, "some.other.channel", "seven words of text relayed so far", claimed=7) == 0
+    assert progress_save(job, worker.channel_name, "seven words of text relayed so far", claimed=7) == 1
     job.refresh_from_db()
-    assert job.completion_tokens == 7
+    assert job.completion_tokens == smollm2_count("seven words of text relayed so far")
+    assert (job.claimed_completion_tokens, job.output_bytes) == (7, len("seven words of text relayed so far"))
+    assert job.lease_expires_at > timezone.now() + timedelta(seconds=25)
     reap_leases_task()
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING  # a live lease is left alone
@@ -116,18 +128,19 @@ def test_a_job_that_had_streamed_fails_and_is_charged_only_for_the_tokens_delive
     reply = new_channel()
     job = held_job(customer.user, reply)
     job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=timezone.now())
-    job_lease_renew(job_id=job.id, channel_name=worker.channel_name, delivered_tokens=5)
+    progress_save(job, worker.channel_name, "five tokens or so", claimed=5)
     go_silent(worker, job=job)
 
     message = reap_and_read(reply)
 
     assert (message["type"], message["code"]) == (REPLY_ERROR, "worker_timeout")
     job.refresh_from_db()
-    assert (job.status, job.completion_tokens, job.error_code) == (Job.Status.FAILED, 5, "worker_timeout")
+    delivered = smollm2_count("five tokens or so")
+    assert (job.status, job.completion_tokens, job.error_code) == (Job.Status.FAILED, delivered, "worker_timeout")
     hold = Hold.objects.get(job_id=str(job.id))
     assert hold.status != Hold.Status.OPEN
-    # 5 delivered tokens at $0.90/1M output at most, never the 16 held for; the worker earns nothing.
-    assert hold.charged <= hold.amount * Decimal(5) / Decimal(16)
+    # The delivered tokens at $0.90/1M output at most, never the 16 held for; the worker earns nothing.
+    assert hold.charged <= hold.amount * Decimal(delivered) / Decimal(16)
     assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REWARD).exists()
     worker.refresh_from_db()
     assert (worker.status, worker.in_flight, worker.jobs_failed) == (Worker.Status.OFFLINE, 0, 0)

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from inference.models import Job, Worker
-from tests.inference.platform import WorkerSocket, job_queued, run, wait_for
+from tests.inference.platform import WorkerSocket, job_queued, run, smollm2_count, wait_for
 
 
 def job_row(job_id: str) -> Job:
@@ -19,6 +19,7 @@ def job_row(job_id: str) -> Job:
 def test_heartbeats_and_deltas_renew_the_lease_and_record_delivered_tokens(platform, operator, customer):
     platform.WORKER_HEARTBEAT_SECONDS = 1
     platform.JOB_LEASE_SECONDS = 3
+    platform.JOB_PROGRESS_SECONDS = 0.2
 
     async def scenario():
         socket = WorkerSocket(operator.key)
@@ -32,24 +33,27 @@ def test_heartbeats_and_deltas_renew_the_lease_and_record_delivered_tokens(platf
         await asyncio.sleep(0.3)
         after_heartbeat, heartbeat_read = await sync_to_async(job_row)(job_id), timezone.now()
 
-        await socket.delta(job_id, "alpha ", tokens=2)
-        await asyncio.sleep(1.1)  # more than a third of the lease since the first token
-        await socket.delta(job_id, "beta", tokens=3)
-        await asyncio.sleep(0.3)
-        after_deltas = await sync_to_async(job_row)(job_id)
-        await asyncio.sleep(1.1)
-        await socket.delta(job_id, "!", tokens=60_000)
-        await asyncio.sleep(0.3)
-        after_inflated = await sync_to_async(job_row)(job_id)
-        await socket.disconnect()
-        return after_heartbeat, heartbeat_read, after_deltas, after_inflated
+        async def saved(claimed: int) -> Job | None:
+            job = await sync_to_async(job_row)(job_id)
+            return job if job.claimed_completion_tokens == claimed else None
 
-    after_heartbeat, heartbeat_read, after_deltas, after_inflated = run(scenario)
+        await socket.delta(job_id, "alpha ", tokens=2)
+        deltas_sent = timezone.now()
+        await socket.delta(job_id, "beta", tokens=3)
+        after_deltas = await wait_for(lambda: saved(5))  # within a progress save or two
+        await socket.delta(job_id, "!", tokens=60_000)
+        after_inflated = await wait_for(lambda: saved(60_005))
+        await socket.disconnect()
+        return after_heartbeat, heartbeat_read, after_deltas, deltas_sent, after_inflated
+
+    after_heartbeat, heartbeat_read, after_deltas, deltas_sent, after_inflated = run(scenario)
     assert after_heartbeat.lease_expires_at > heartbeat_read + timedelta(seconds=1)
     assert after_deltas.status == Job.Status.RUNNING
-    assert after_deltas.completion_tokens == 5, "the tokens relayed so far are recorded with the lease"
-    # A claim is recorded at most as one token per byte relayed ("alpha beta!").
-    assert after_inflated.completion_tokens == 11
+    # The tokens relayed so far are recorded with the lease, by the platform's count.
+    assert after_deltas.completion_tokens == smollm2_count("alpha beta")
+    assert after_deltas.lease_expires_at > deltas_sent + timedelta(seconds=2)
+    # A claim is kept beside the count, never billed.
+    assert after_inflated.completion_tokens == smollm2_count("alpha beta!")
 
 
 async def _at_least_one(count) -> bool:

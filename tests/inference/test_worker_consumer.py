@@ -9,10 +9,20 @@ from asgiref.sync import sync_to_async
 
 from accounts.selectors import api_key_authenticate
 from accounts.services import api_key_disable
+from billing.models import Hold
 from inference.models import Job, Worker
 from inference.selectors import online_worker_counts
 from inference.services import worker_ban, worker_unban
-from tests.inference.platform import QWEN, SMOLLM2, HttpCall, WorkerSocket, account_create, run, smollm2_count
+from tests.inference.platform import (
+    QWEN,
+    SMOLLM2,
+    HttpCall,
+    WorkerSocket,
+    account_create,
+    run,
+    smollm2_count,
+    wait_for,
+)
 
 HI = [{"role": "user", "content": "Say hello"}]
 BOGUS_KEY = "sk-sogni-AAAAAAAAAAAA-" + "b" * 40
@@ -427,6 +437,44 @@ def test_a_second_live_connection_with_the_same_name_is_refused(platform, operat
     assert code == 4003
     assert first_alive
     assert status == Worker.Status.ONLINE
+
+
+def test_a_reconnecting_worker_takes_its_row_over_and_its_lost_job_is_billed_as_saved(platform, operator, customer):
+    """The worker's connection is lost without a close (its server process died): the same worker
+    process comes back at once, naming the id it was given; the row is its again, the job the lost
+    connection streamed is charged for the tokens relayed (saved every JOB_PROGRESS_SECONDS), and
+    nothing counts against the worker."""
+    platform.JOB_PROGRESS_SECONDS = 0.05
+
+    async def saved(job_id: str) -> int:
+        return await sync_to_async(lambda: Job.objects.get(id=job_id).completion_tokens)()
+
+    async def scenario():
+        lost = WorkerSocket(operator.key)
+        welcome = await lost.hello(name="box")
+        request = chat(customer.key)
+        await request.start()
+        job = await lost.job()
+        await lost.delta(job["job_id"], "one two three four")
+        await request.read_until(b"four")
+        await wait_for(lambda: saved(job["job_id"]))
+        back = WorkerSocket(operator.key)
+        again = await back.hello(name="box", worker_id=welcome["worker_id"])
+        code = await lost.closed_with()
+        reply = await request.finish()
+        await back.disconnect()
+        return welcome, again, code, reply, job
+
+    welcome, again, code, reply, job = run(scenario)
+    assert again["worker_id"] == welcome["worker_id"]
+    assert code == 4003
+    assert reply.events()[-2]["error"]["code"] == "worker_disconnected"
+    failed = Job.objects.get(id=job["job_id"])
+    assert (failed.status, failed.completion_tokens) == (Job.Status.FAILED, smollm2_count("one two three four"))
+    hold = Hold.objects.get(job_id=job["job_id"])
+    assert (hold.status, hold.completion_tokens) == (Hold.Status.SETTLED, failed.completion_tokens)
+    worker = Worker.objects.get(name="box")
+    assert (worker.jobs_failed, worker.jobs_aborted, worker.faults_in_window) == (0, 0, 0)
 
 
 def test_a_banned_worker_is_closed_and_cannot_come_back(platform, operator):

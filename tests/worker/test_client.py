@@ -207,6 +207,9 @@ def test_reconnects_after_a_drop_and_serves_again(peer, start_worker):
     second = _connected(peer, 2)
     peer.job(second, "job-r", "again")
     assert _ended(second, "job-r")["type"] == "done"
+    # Coming back, it names the worker id it was given, so the platform hands its row back at once.
+    assert "worker_id" not in first.of_type("hello")[0]
+    assert second.of_type("hello")[0]["worker_id"] == "w1"
 
 
 def test_default_worker_serves_smollm2_with_llama_cpp(peer, start_worker):

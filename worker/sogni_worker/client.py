@@ -80,6 +80,7 @@ class Worker:
         self._allowance, self._counted_at = float(MAX_MESSAGES_PER_SECOND), 0.0
         self._session_task: asyncio.Task | None = None
         self._welcomed = False
+        self._worker_id = ""  # the last welcome's: sent again on reconnecting
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -171,9 +172,10 @@ class Worker:
         c = self.config
         await self._send(
             ws, protocol.hello(worker_name=c.name, models=c.models, slots=c.slots, engine=self.engine.name,
-                               version=__version__, hardware=c.hardware),
+                               version=__version__, hardware=c.hardware, worker_id=self._worker_id),
         )  # fmt: skip
         welcome = await self._welcome(ws)
+        self._worker_id = str(welcome.get("worker_id") or "")
         interval = float(welcome.get("heartbeat_interval") or 5.0)
         log.info(
             "registered as worker %s serving %s (%d slot(s), heartbeat every %.1f s)",

@@ -32,8 +32,10 @@ def worker_url(platform: str) -> str:
     return url + "/"
 
 
-def hello(*, worker_name: str, models: list[str], slots: int, engine: str, version: str, hardware: dict) -> dict:
-    return {
+def hello(
+    *, worker_name: str, models: list[str], slots: int, engine: str, version: str, hardware: dict, worker_id: str = ""
+) -> dict:
+    frame = {
         "type": "hello",
         "protocol": PROTOCOL_VERSION,
         "worker_name": worker_name,
@@ -43,6 +45,9 @@ def hello(*, worker_name: str, models: list[str], slots: int, engine: str, versi
         "version": version,
         "hardware": hardware,
     }
+    if worker_id:  # reconnecting: the platform hands this process its row back at once
+        frame["worker_id"] = worker_id
+    return frame
 
 
 def error(job_id: str, code: str, message: str, *, retryable: bool = False) -> dict[str, Any]:
