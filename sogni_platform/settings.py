@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "billing",
     "inference",
     "ratelimits",
+    "console",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -110,7 +112,7 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "accounts:dashboard"
+LOGIN_REDIRECT_URL = "dashboard:index"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 AUTH_PASSWORD_VALIDATORS = [

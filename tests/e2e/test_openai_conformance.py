@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from tests.e2e.charging_checks import assert_charged, ledger_is_sound
+from tests.support.factories import SMOLLM2, account_create
 from tests.support.openai_schema import validate
-from tests.support.workers import SMOLLM2, account_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

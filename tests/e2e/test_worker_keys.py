@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.factories import PASSWORD, SMOLLM2
 from tests.support.processes import start_daphne
-from tests.support.workers import PASSWORD, SMOLLM2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -13,7 +13,7 @@ from inference.openai.requests import parse_chat_request
 from inference.services.claims import claim_off
 from sogni_worker.engines import default_model_path
 from sogni_worker.engines.llama_cpp_engine import LlamaCppEngine
-from tests.inference.platform import QWEN, SMOLLM2
+from tests.support.factories import QWEN, SMOLLM2
 
 WEATHER = {
     "type": "function",

@@ -17,7 +17,8 @@ from inference.relay import REPLY_ERROR, REPLY_REQUEUED, ReplyReader
 from inference.services import job_mark_running
 from inference.services.leases import holds_release_orphaned, job_lease_renew, jobs_lease_renew
 from inference.tasks import reap_leases_task
-from tests.inference.platform import SMOLLM2, job_queued, run, worker_online
+from tests.inference.platform import job_queued, run, worker_online
+from tests.support.factories import SMOLLM2
 
 
 def held_job(user, reply_channel: str) -> Job:

@@ -1,16 +1,62 @@
-"""A user's own pages: Usage (chart, tables, CSV) and Workers (the workers they run and what they earned)."""
+"""A user's own pages: the dashboard (account, wallet panel, API key, how to call the API), Usage (chart,
+tables, CSV) and Workers (the workers they run and what they earned)."""
 
 import csv
 from decimal import Decimal
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
+from accounts.selectors import api_key_for_user
+from accounts.verification import VerificationResendThrottled, email_verification_send, starter_grant_label
 from billing.templatetags.billing_tags import usd
+from dashboard.charts import Series, bar_chart
+from inference.selectors import model_list
 from inference.usage import selectors
-from inference.usage.charts import Series, bar_chart
+
+
+def _first_model_id() -> str:
+    model = next(iter(model_list()), None)
+    return model.id if model is not None else "MODEL_ID"
+
+
+def _index(request, status: int = 200):
+    context = {
+        "api_key": api_key_for_user(user=request.user),
+        "base_url": request.build_absolute_uri("/v1"),
+        "example_model": _first_model_id(),
+        "starter_grant": starter_grant_label(),
+    }
+    return render(request, "dashboard/index.html", context, status=status)
+
+
+@login_required
+def index(request):
+    return _index(request)
+
+
+@login_required
+@require_POST
+def email_verification_resend(request):
+    if request.user.email_verified_at is not None:
+        messages.success(request, "Your email address is already verified.")
+        return redirect("dashboard:index")
+    try:
+        sent = email_verification_send(user=request.user, site_url=request.build_absolute_uri("/"))
+    except VerificationResendThrottled as throttled:
+        messages.error(request, str(throttled))
+        page = _index(request, status=429)
+        page["Retry-After"] = str(throttled.retry_after)
+        return page
+    if sent:
+        messages.success(request, f"We sent a new verification link to {request.user.email}.")
+    else:
+        messages.error(request, "The email could not be sent just now. Please try again in a few minutes.")
+    return redirect("dashboard:index")
+
 
 METRICS = {"tokens": "Tokens", "requests": "Requests", "spend_usd": "Spend (USD)"}
 
@@ -50,7 +96,7 @@ def usage(request):
         "first_day": days[0],
         "last_day": days[-1],
     }
-    return render(request, "usage/usage.html", context)
+    return render(request, "dashboard/usage.html", context)
 
 
 CSV_COLUMNS = [
@@ -106,4 +152,4 @@ def workers(request):
         "workers": selectors.my_workers(user=request.user),
         "earnings": selectors.earnings(user=request.user),
     }
-    return render(request, "usage/workers.html", context)
+    return render(request, "dashboard/workers.html", context)

@@ -18,15 +18,16 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import ApiKey, TokenType, User
 from accounts.services import api_key_disable, api_key_enable
+from billing.forms import WalletAdjustForm
 from billing.models import ZERO, Hold, LedgerEntry, Wallet
 from billing.pricing import sogni_usd_rate
 from billing.services import AdjustmentRejected, wallet_adjust, wallets_ensure
 from billing.templatetags.billing_tags import usd
-from inference.console import selectors
-from inference.console.forms import JobFilterForm, KeyDisableForm, WalletAdjustForm
+from console import selectors
+from console.forms import JobFilterForm, KeyDisableForm
+from dashboard.charts import Series, bar_chart
 from inference.models import Job, LlmModel, OwnerTrust, Worker
 from inference.services import worker_ban
-from inference.usage.charts import Series, bar_chart
 from inference.usage.selectors import job_cost, job_hold, job_timing, worker_state
 
 logger = logging.getLogger(__name__)

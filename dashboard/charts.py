@@ -1,4 +1,4 @@
-"""Bar charts as plain geometry, drawn as inline SVG by templates/usage/_bar_chart.html (no JS, no CDN).
+"""Bar charts as plain geometry, drawn as inline SVG by dashboard/templates/dashboard/_bar_chart.html (no JS, no CDN).
 
 Amounts stay exact everywhere else; floats appear here only as pixel coordinates.
 """
