@@ -37,6 +37,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -46,6 +47,7 @@ test: install browser
 	$(BIN)/python -m tests.support.services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Day-to-day: the tests that start no server or worker processes and no browser (still against

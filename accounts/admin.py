@@ -59,8 +59,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class AuditEventInline(admin.TabularInline):
     model = ApiKeyAuditEvent
-    fields = ["created_at", "action", "actor", "reason"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "action", "actor", "reason")
     extra = 0
     can_delete = False
     ordering = ["-created_at"]
@@ -77,8 +76,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["is_enabled"]
     search_fields = ["user__email"]
     list_select_related = ["user"]
-    fields = ["masked", "user", "is_enabled", "disabled_reason", "created_at", "rotated_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("masked", "user", "is_enabled", "disabled_reason", "created_at", "rotated_at")
     inlines = [AuditEventInline]
     actions = ["disable_keys", "enable_keys"]
 
@@ -113,9 +111,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKeyAuditEvent)
 class ApiKeyAuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "action", "api_key", "actor", "reason"]
+    list_display = fields = ("created_at", "action", "api_key", "actor", "reason")
     list_filter = ["action"]
     search_fields = ["api_key__user__email", "actor__email"]
     list_select_related = ["api_key__user", "actor"]
-    fields = list_display
     date_hierarchy = "created_at"

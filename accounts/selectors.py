@@ -1,5 +1,5 @@
-import functools
 from collections.abc import Mapping
+from typing import cast
 
 from accounts.keys import hash_secret, parse_key, secret_matches
 from accounts.models import ApiKey
@@ -45,8 +45,12 @@ def api_key_authenticate(raw_key: str | None, *, cached: bool = False) -> ApiKey
     parsed = parse_key(raw_key or "")
     if parsed is None:
         return None
-    read = functools.partial(_key_by_lookup_id.get, parsed.lookup_id)
-    api_key = _found.get(parsed.lookup_id, read) if cached else read()
+    lookup_id = parsed.lookup_id
+
+    def read() -> ApiKey | None:
+        return cast("ApiKey | None", _key_by_lookup_id.get(lookup_id))
+
+    api_key = _found.get(lookup_id, read) if cached else read()
     if api_key is None:
         secret_matches(parsed.secret, _DUMMY_HASH)
         return None

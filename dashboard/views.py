@@ -2,20 +2,31 @@
 tables, CSV) and Workers (the workers they run and what they earned)."""
 
 import csv
+import datetime
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.models import User
 from accounts.selectors import api_key_for_user
 from accounts.verification import VerificationResendThrottled, email_verification_send, starter_grant_label
 from billing.templatetags.billing_tags import usd
-from dashboard.charts import Series, bar_chart
+from dashboard.charts import Chart, Series, bar_chart
 from inference.selectors import model_list
 from inference.usage import selectors
+from inference.usage.selectors import UsageRow
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # login_required
+    return user
 
 
 def _first_model_id() -> str:
@@ -23,7 +34,7 @@ def _first_model_id() -> str:
     return model.id if model is not None else "MODEL_ID"
 
 
-def _index(request, status: int = 200):
+def _index(request: HttpRequest, status: int = 200) -> HttpResponse:
     context = {
         "api_key": api_key_for_user(user=request.user),
         "base_url": request.build_absolute_uri("/v1"),
@@ -34,25 +45,26 @@ def _index(request, status: int = 200):
 
 
 @login_required
-def index(request):
+def index(request: HttpRequest) -> HttpResponse:
     return _index(request)
 
 
 @login_required
 @require_POST
-def email_verification_resend(request):
-    if request.user.email_verified_at is not None:
+def email_verification_resend(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    if user.email_verified_at is not None:
         messages.success(request, "Your email address is already verified.")
         return redirect("dashboard:index")
     try:
-        sent = email_verification_send(user=request.user, site_url=request.build_absolute_uri("/"))
+        sent = email_verification_send(user=user, site_url=request.build_absolute_uri("/"))
     except VerificationResendThrottled as throttled:
         messages.error(request, str(throttled))
         page = _index(request, status=429)
         page["Retry-After"] = str(throttled.retry_after)
         return page
     if sent:
-        messages.success(request, f"We sent a new verification link to {request.user.email}.")
+        messages.success(request, f"We sent a new verification link to {user.email}.")
     else:
         messages.error(request, "The email could not be sent just now. Please try again in a few minutes.")
     return redirect("dashboard:index")
@@ -61,13 +73,13 @@ def email_verification_resend(request):
 METRICS = {"tokens": "Tokens", "requests": "Requests", "spend_usd": "Spend (USD)"}
 
 
-def _fmt(metric: str):
+def _fmt(metric: str) -> Callable[[Any], str]:
     if metric == "spend_usd":
         return usd
     return lambda value: f"{value:,}"
 
 
-def usage_chart(rows, *, days, metric: str):
+def usage_chart(rows: list[UsageRow], *, days: list[datetime.date], metric: str) -> Chart:
     matrix = selectors.usage_matrix(rows, days=days, metric=metric)
     return bar_chart(
         title=f"{METRICS[metric]} per day, last {len(days)} days, by model",
@@ -81,7 +93,7 @@ def usage_chart(rows, *, days, metric: str):
 
 @login_required
 @require_GET
-def usage(request):
+def usage(request: HttpRequest) -> HttpResponse:
     metric = request.GET.get("metric")
     metric = metric if metric in METRICS else "tokens"
     days = selectors.usage_days()
@@ -120,7 +132,7 @@ def _plain(value: Decimal) -> str:
 
 @login_required
 @require_GET
-def usage_export(request):
+def usage_export(request: HttpRequest) -> HttpResponse:
     """One row per (UTC day, model) of the last 30 days, oldest first."""
     days = selectors.usage_days()
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -147,7 +159,7 @@ def usage_export(request):
 
 @login_required
 @require_GET
-def workers(request):
+def workers(request: HttpRequest) -> HttpResponse:
     context = {
         "workers": selectors.my_workers(user=request.user),
         "earnings": selectors.earnings(user=request.user),

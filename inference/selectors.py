@@ -1,5 +1,6 @@
 import functools
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.db import connection
@@ -18,7 +19,7 @@ _enabled_model = PreparedGet(lambda model_id: LlmModel.objects.filter(id=model_i
 
 
 def model_get(*, model_id: str) -> LlmModel | None:
-    return _enabled_model.get(model_id)
+    return cast("LlmModel | None", _enabled_model.get(model_id))
 
 
 def worker_fresh_since() -> datetime:

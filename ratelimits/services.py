@@ -197,6 +197,7 @@ async def ratelimit_tokens_correct_async(*, state: RateLimitState | None, user_i
     if used > reserved:
         await ratelimit_consume_tokens_async(user_id=user_id, tokens=used - reserved)
         return
+    assert state is not None and state.tokens is not None  # a reservation was taken in a window
     try:
         await window_hit_async(
             key=_key("tokens", user_id), limit=0, amount=int(used) - reserved, mode=Mode.ADJUST, at=state.tokens.second

@@ -43,6 +43,10 @@ def _field(name: str, labels: dict[str, str]) -> str:
     return name + _SEP + _SEP.join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _parse_field(field: str) -> tuple[str, dict[str, str]]:
     name, *pairs = field.split(_SEP)
     return name, dict(pair.split("=", 1) for pair in pairs if pair)
@@ -111,7 +115,7 @@ def _request_increments(method: str, route: str, status: int) -> list[tuple[str,
 
 
 def _token_increments(model: str, prompt: int, completion: int) -> list[tuple[str, float]]:
-    increments = []
+    increments: list[tuple[str, float]] = []
     if prompt:
         increments.append((_field("tokens", {"model": model, "kind": "prompt"}), int(prompt)))
     if completion:
@@ -156,7 +160,7 @@ def metrics_record_job(
     *, model: str, outcome: str, ttft_seconds: float | None, prompt_tokens: int, completion_tokens: int
 ) -> None:
     """Everything a job's end tells the metrics, in one round trip (call after the job's commit)."""
-    increments = [(_field("jobs", {"model": model, "outcome": outcome}), 1)]
+    increments: list[tuple[str, float]] = [(_field("jobs", {"model": model, "outcome": outcome}), 1)]
     if ttft_seconds is not None:
         increments += _increments_ttft(model, float(ttft_seconds))
     _record(increments + _token_increments(model, prompt_tokens, completion_tokens))
@@ -169,7 +173,7 @@ def metrics_counters() -> list[tuple[str, dict[str, str], float]]:
         with _local_lock:
             raw = dict(_local)
     else:
-        raw = {field.decode(): float(value) for field, value in client.hgetall(_hash_key()).items()}
+        raw = {_text(field): float(value) for field, value in client.hgetall(_hash_key()).items()}
     return [(*_parse_field(field), value) for field, value in raw.items()]
 
 

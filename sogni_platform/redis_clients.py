@@ -5,12 +5,13 @@ Short timeouts: a Redis outage must not stall requests; callers fall back or ski
 
 import asyncio
 import weakref
+from typing import Any
 
 import redis
 import redis.asyncio
 from django.conf import settings
 
-_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "health_check_interval": 30}
+_TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0, "health_check_interval": 30}
 
 _sync_clients: dict[str, redis.Redis] = {}
 _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]]" = (

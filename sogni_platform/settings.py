@@ -6,6 +6,7 @@ Two modes, one code path: with no DATABASE_URL / REDIS_URL the platform runs emb
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -88,6 +89,7 @@ TEMPLATES = [
     },
 ]
 
+DATABASES: dict[str, dict[str, Any]]
 if EMBEDDED:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -98,7 +100,8 @@ if EMBEDDED:
         }
     }
 else:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+    assert DATABASE_URL is not None  # the embedded mode is its absence
+    DATABASES = {"default": dict(dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0)))}
     DATABASES["default"].setdefault("OPTIONS", {})
     # A psycopg pool per process: a request's or task's thread borrows a connection instead of opening one
     # (docs/operations.md). Off by default; incompatible with DB_CONN_MAX_AGE > 0.

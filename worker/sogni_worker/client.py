@@ -324,14 +324,18 @@ class Worker:
         try:
             async for item in coalesced(generation):
                 if isinstance(item, Finish):
-                    frame = {"type": "done", "job_id": job_id, "finish_reason": item.finish_reason,
-                             "usage": item.usage()}  # fmt: skip
-                    await self._emit(ws, frame)
+                    done = {
+                        "type": "done",
+                        "job_id": job_id,
+                        "finish_reason": item.finish_reason,
+                        "usage": item.usage(),
+                    }
+                    await self._emit(ws, done)
                     log.info("job %s: done (%s, %s)", job_id, item.finish_reason, item.usage())
                     return
                 if job.cancel.is_set():
                     raise EngineError("cancelled", "the job was cancelled")
-                frame = {"type": "delta", "job_id": job_id, "tokens": item.tokens}
+                frame: dict[str, Any] = {"type": "delta", "job_id": job_id, "tokens": item.tokens}
                 if item.content:
                     frame["content"] = item.content
                 if item.reasoning:

@@ -16,7 +16,7 @@ import queue
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ class _Run:
         self.generated = 0
         self.reported = 0
         self.finish = "stop"
-        self.params = {
+        self.params: dict[str, Any] = {
             "temp": float(_get(request, "temperature", 1.0)),
             "top_p": float(_get(request, "top_p", 1.0)),
             "top_k": int(_get(request, "top_k", 40)),
@@ -67,7 +67,7 @@ class _Run:
     def tokens(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
-    def sample(self, text: str, *, grammar: Any = None, stop: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
+    def sample(self, text: str, *, grammar: Any = None, stop: tuple[str, ...] = ()) -> Generator[tuple[str, int]]:
         """(text, tokens) per sampled token; text held back while it may begin a stop string.
 
         Sets self.finish to "stop" (end of generation or a stop string) or "length" (budget spent).
