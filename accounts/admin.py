@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from accounts.models import ApiKey, ApiKeyAuditEvent, User
 from accounts.services import api_key_disable, api_key_enable, worker_connections_close_on_commit
+from sogni_platform.admin import ReadOnlyAdmin
 
 OPERATOR_DISABLED = "disabled by operator"
 
@@ -44,17 +45,6 @@ class UserAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data and not obj.is_active:
             worker_connections_close_on_commit(user_id=obj.pk)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class AuditEventInline(admin.TabularInline):

@@ -12,17 +12,7 @@ from django.utils.html import format_html
 from billing.forms import WalletAdjustForm
 from billing.models import AccountDebt, Hold, LedgerEntry, SogniRate, StripeEvent, TopUp, Wallet
 from billing.services import AdjustmentRejected, wallet_adjust
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from sogni_platform.admin import ReadOnlyAdmin
 
 
 @admin.register(Wallet)

@@ -147,12 +147,6 @@ def _decide(
     return state
 
 
-async def ratelimit_apply_async(request, *, api_key, tokens: int = 0) -> None:
-    """For plain (non-DRF) async views: check, raise the 429 ApiError, or leave the state on the
-    request for the middleware's x-ratelimit-* headers."""
-    request.ratelimit_state = await ratelimit_check_request_async(api_key=api_key, tokens=tokens)
-
-
 def ratelimit_consume_tokens(*, user_id: int, tokens: int) -> None:
     """Record tokens actually used (prompt + completion) in the account's tokens-per-minute window."""
     if tokens <= 0:

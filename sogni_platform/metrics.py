@@ -7,11 +7,11 @@ callbacks that apps register with `metrics_gauge_register`. Recording never rais
 loses samples, never requests.
 
 Call from anywhere:
+    metrics_record_job(model=..., outcome="completed" | "failed" | ..., ttft_seconds=..., prompt_tokens=...,
+                       completion_tokens=...)   # at a job's end, in one round trip
     metrics_observe_ttft(model=..., seconds=...)
     metrics_count_tokens(model=..., prompt=..., completion=...)
-    metrics_count_job(model=..., outcome="completed" | "failed" | "cancelled" | ...)
-    metrics_record_job(...)   # all three at a job's end
-(`*_async` variants for code on the event loop.)
+    metrics_count_request(...)   # the middleware's; `metrics_count_request_async` on the event loop
 """
 
 import logging
@@ -136,24 +136,8 @@ def metrics_observe_ttft(*, model: str, seconds: float) -> None:
     _record(_increments_ttft(model, float(seconds)))
 
 
-async def metrics_observe_ttft_async(*, model: str, seconds: float) -> None:
-    await _record_async(_increments_ttft(model, float(seconds)))
-
-
 def metrics_count_tokens(*, model: str, prompt: int = 0, completion: int = 0) -> None:
     _record(_token_increments(model, prompt, completion))
-
-
-async def metrics_count_tokens_async(*, model: str, prompt: int = 0, completion: int = 0) -> None:
-    await _record_async(_token_increments(model, prompt, completion))
-
-
-def metrics_count_job(*, model: str, outcome: str) -> None:
-    _record([(_field("jobs", {"model": model, "outcome": outcome}), 1)])
-
-
-async def metrics_count_job_async(*, model: str, outcome: str) -> None:
-    await _record_async([(_field("jobs", {"model": model, "outcome": outcome}), 1)])
 
 
 def metrics_record_job(

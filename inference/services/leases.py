@@ -29,6 +29,7 @@ from django.utils import timezone
 from billing.models import Hold
 from billing.services import job_release
 from inference.models import Job, PlatformBeat, Worker
+from inference.protocol import CLOSE_HEARTBEAT_TIMEOUT
 from inference.relay import REPLY_ERROR, WORKER_KICK, send_on_commit
 from inference.services.jobs import _job_end, _locked, _requeue, job_done_message
 
@@ -37,7 +38,6 @@ logger = logging.getLogger(__name__)
 # To a worker connection: forget this job (the platform took it back); the worker is told to cancel.
 # Its `fault` ("aborted", "failed") is recorded against the worker if the connection held the job.
 WORKER_JOB_REVOKE = "job.revoke"
-CLOSE_HEARTBEAT_TIMEOUT = 4009
 REAPER_BEAT = "lease_reaper"
 
 

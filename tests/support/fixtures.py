@@ -50,6 +50,20 @@ def live_platform(live_env) -> LivePlatform:
     celery.stop()
 
 
+@pytest.fixture
+def two_daphnes(live_env):
+    """Two more daphne processes on the test database and Redis, for what must hold across processes."""
+    first = start_daphne(live_env)
+    try:
+        second = start_daphne(live_env)
+    except Exception:
+        first.stop()
+        raise
+    yield first, second
+    first.stop()
+    second.stop()
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(request, settings):
     """Signup hashes a password per test and the default hasher is slow on purpose. Tests that start

@@ -170,15 +170,25 @@ class Worker:
     async def _serve_open(self, ws: ClientConnection) -> None:
         c = self.config
         await self._send(
-            ws, protocol.hello(worker_name=c.name, models=c.models, slots=c.slots, engine=self.engine.name,
-                               version=__version__, hardware=c.hardware),
-        )  # fmt: skip
+            ws,
+            protocol.hello(
+                worker_name=c.name,
+                models=c.models,
+                slots=c.slots,
+                engine=self.engine.name,
+                version=__version__,
+                hardware=c.hardware,
+            ),
+        )
         welcome = await self._welcome(ws)
         interval = float(welcome.get("heartbeat_interval") or 5.0)
         log.info(
             "registered as worker %s serving %s (%d slot(s), heartbeat every %.1f s)",
-            welcome.get("worker_id"), welcome.get("models"), c.slots, interval,
-        )  # fmt: skip
+            welcome.get("worker_id"),
+            welcome.get("models"),
+            c.slots,
+            interval,
+        )
         if welcome.get("rejected_models"):
             log.warning("the platform does not know these model ids: %s", welcome["rejected_models"])
         if not welcome.get("models", c.models):

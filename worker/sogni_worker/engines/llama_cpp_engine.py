@@ -130,10 +130,13 @@ class LlamaCppEngine(Engine):
         for _ in range(instances):
             self.pool.put(
                 llama_cpp.Llama(
-                    model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
+                    model_path=str(model_path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    n_gpu_layers=n_gpu_layers,
                     verbose=False,
                 )
-            )  # fmt: skip
+            )
         self.renderer = ChatRenderer.from_llama(self.pool.queue[0], chat_template=chat_template)
         self.style = self.renderer.style
 
@@ -191,8 +194,16 @@ class LlamaCppEngine(Engine):
             if text:
                 yield Delta(content=text, tokens=run.take())
 
-    def _tools(self, run: _Run, prompt: str, tools: list, names: list[str], must_call: bool, forced: str | None,
-               stop: tuple[str, ...]) -> Iterator[Delta]:  # fmt: skip
+    def _tools(
+        self,
+        run: _Run,
+        prompt: str,
+        tools: list,
+        names: list[str],
+        must_call: bool,
+        forced: str | None,
+        stop: tuple[str, ...],
+    ) -> Iterator[Delta]:
         style = self.style
         if forced is not None:
             name, prompt = forced, prompt + style.call_open + forced + style.name_close

@@ -73,10 +73,15 @@ def native_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         m = {**message, "content": _text(message.get("content"))}
         if message.get("tool_calls"):
             m["tool_calls"] = [
-                {**call, "function": {**call.get("function", {}),
-                                      "arguments": _arguments_object(call.get("function", {}).get("arguments"))}}
+                {
+                    **call,
+                    "function": {
+                        **call.get("function", {}),
+                        "arguments": _arguments_object(call.get("function", {}).get("arguments")),
+                    },
+                }
                 for call in message["tool_calls"]
-            ]  # fmt: skip
+            ]
         out.append(m)
     return out
 
