@@ -13,16 +13,8 @@ from inference.openai.requests import parse_chat_request
 from inference.services.claims import claim_off
 from sogni_worker.engines import default_model_path
 from sogni_worker.engines.llama_cpp_engine import LlamaCppEngine
-from tests.support.factories import QWEN, SMOLLM2
+from tests.support.factories import QWEN, SMOLLM2, WEATHER
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 CONVERSATIONS = {
     "one line": [{"role": "user", "content": "Hello there"}],
     "system and turns": [

@@ -32,3 +32,30 @@ def account_create(*, email: str, password: str = PASSWORD) -> Account:
 
     user = verified_signup(email=email, password=password)
     return Account(user=user, key=api_key_reveal(api_key=user.api_key, actor=user))
+
+
+# Two function tools for requests that offer tools (string lengths bounded so small models finish a call).
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current time in a timezone",
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string", "maxLength": 20}},
+            "required": ["zone"],
+        },
+    },
+}
