@@ -52,11 +52,12 @@ test: install browser
 	$(MYPY)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Day-to-day: the tests that start no server or worker processes and no browser (still against
-# PostgreSQL and Redis); no ruff. CI runs everything through `make test`.
+# Day-to-day: the tests that start no server or worker processes, no browser and no in-process llama.cpp
+# (still against PostgreSQL and Redis, whose test database is kept between runs); no ruff or mypy.
+# CI runs everything through `make test`.
 test-fast: install
 	$(BIN)/python -m tests.support.services
-	$(BIN)/pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not browser and not engine" --reuse-db $(PYTEST_ARGS)
 
 # Benchmarks (docs/performance.md): the platform against the engine alone; BENCH_ARGS=--quick for a smoke run.
 # New runs go to bench/results/runs/ (ignored); bench/results/baseline* is the published baseline.

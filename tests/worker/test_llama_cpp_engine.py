@@ -10,6 +10,8 @@ from sogni_worker.engines import Delta, EngineError, Finish, default_model_path
 from sogni_worker.engines.llama_cpp_engine import LlamaCppEngine
 from tests.support.factories import TIME, WEATHER
 
+pytestmark = pytest.mark.engine
+
 
 @pytest.fixture(scope="module")
 def engine():
