@@ -9,6 +9,8 @@ PORT ?= 8000
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
 STAMP := $(VENV)/.installed
+# mypy's Django plugin imports the settings: in the embedded mode, so it needs no database, Redis or secrets.
+MYPY := env -u DATABASE_URL -u REDIS_URL $(BIN)/mypy
 
 .PHONY: install run test test-fast lint format browser clean bench chaos integrations
 
@@ -37,6 +39,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MYPY)
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -46,13 +49,15 @@ test: install browser
 	$(BIN)/python -m tests.support.services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MYPY)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Day-to-day: the tests that start no server or worker processes and no browser (still against
-# PostgreSQL and Redis); no ruff. CI runs everything through `make test`.
+# Day-to-day: the tests that start no server or worker processes, no browser and no in-process llama.cpp
+# (still against PostgreSQL and Redis, whose test database is kept between runs); no ruff or mypy.
+# CI runs everything through `make test`.
 test-fast: install
 	$(BIN)/python -m tests.support.services
-	$(BIN)/pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not browser and not engine" --reuse-db $(PYTEST_ARGS)
 
 # Benchmarks (docs/performance.md): the platform against the engine alone; BENCH_ARGS=--quick for a smoke run.
 # New runs go to bench/results/runs/ (ignored); bench/results/baseline* is the published baseline.

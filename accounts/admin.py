@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from accounts.models import ApiKey, ApiKeyAuditEvent, User
 from accounts.services import api_key_disable, api_key_enable, worker_connections_close_on_commit
+from sogni_platform.admin import ReadOnlyAdmin
 
 OPERATOR_DISABLED = "disabled by operator"
 
@@ -46,21 +47,9 @@ class UserAdmin(admin.ModelAdmin):
             worker_connections_close_on_commit(user_id=obj.pk)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 class AuditEventInline(admin.TabularInline):
     model = ApiKeyAuditEvent
-    fields = ["created_at", "action", "actor", "reason"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "action", "actor", "reason")
     extra = 0
     can_delete = False
     ordering = ["-created_at"]
@@ -77,8 +66,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["is_enabled"]
     search_fields = ["user__email"]
     list_select_related = ["user"]
-    fields = ["masked", "user", "is_enabled", "disabled_reason", "created_at", "rotated_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("masked", "user", "is_enabled", "disabled_reason", "created_at", "rotated_at")
     inlines = [AuditEventInline]
     actions = ["disable_keys", "enable_keys"]
 
@@ -113,9 +101,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKeyAuditEvent)
 class ApiKeyAuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "action", "api_key", "actor", "reason"]
+    list_display = fields = ("created_at", "action", "api_key", "actor", "reason")
     list_filter = ["action"]
     search_fields = ["api_key__user__email", "actor__email"]
     list_select_related = ["api_key__user", "actor"]
-    fields = list_display
     date_hierarchy = "created_at"

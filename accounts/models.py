@@ -15,7 +15,7 @@ class TokenTypePreference(models.TextChoices):
     SOGNI = "sogni", "SOGNI"
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def get_by_natural_key(self, username):

@@ -10,8 +10,7 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("verify-email/<str:token>/", views.email_verify, name="email_verify"),
-    path("dashboard/", views.dashboard, name="dashboard"),
-    path("dashboard/verify-email/resend", views.email_verification_resend, name="email_verification_resend"),
+    # The dashboard page is the dashboard app's; these are its API key dialog's endpoints.
     path("dashboard/api-key/reveal", views.api_key_reveal_view, name="api_key_reveal"),
     path("dashboard/api-key/regenerate", views.api_key_regenerate_view, name="api_key_regenerate"),
     path("dashboard/api-key/disable", views.api_key_disable_view, name="api_key_disable"),

@@ -70,7 +70,9 @@ def email_verification_send(*, user: User, site_url: str) -> bool:
         row = User.objects.values("email_verified_at", "verification_sent_at").get(pk=user.pk)
         if row["email_verified_at"] is not None:
             return True  # nothing left to verify
-        wait = (row["verification_sent_at"] - cutoff).total_seconds()
+        sent_at = row["verification_sent_at"]
+        assert sent_at is not None  # sent within the window, or the update above had matched
+        wait = (sent_at - cutoff).total_seconds()
         raise VerificationResendThrottled(retry_after=max(1, int(wait) + 1))
     link = site_url.rstrip("/") + reverse("accounts:email_verify", args=[email_verification_token(user=user)])
     try:

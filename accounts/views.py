@@ -1,9 +1,7 @@
 from functools import wraps
 
-from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -25,7 +23,6 @@ from accounts.services import (
     user_signup,
 )
 from accounts.verification import (
-    VerificationResendThrottled,
     email_verification_send,
     email_verification_user,
     starter_grant_label,
@@ -36,12 +33,12 @@ from sogni_platform.exceptions import error_body
 
 
 def home(request):
-    return redirect("accounts:dashboard" if request.user.is_authenticated else "accounts:login")
+    return redirect("dashboard:index" if request.user.is_authenticated else "accounts:login")
 
 
 def signup(request):
     if request.user.is_authenticated:
-        return redirect("accounts:dashboard")
+        return redirect("dashboard:index")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -59,7 +56,7 @@ def signup(request):
         else:
             email_verification_send(user=user, site_url=request.build_absolute_uri("/"))
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect("accounts:dashboard")
+            return redirect("dashboard:index")
     return render(request, "accounts/signup.html", {"form": form})
 
 
@@ -79,24 +76,6 @@ def email_verify(request, token: str):
     return render(request, "accounts/email_verify.html", context)
 
 
-@login_required
-@require_POST
-def email_verification_resend(request):
-    if request.user.email_verified_at is not None:
-        messages.success(request, "Your email address is already verified.")
-        return redirect("accounts:dashboard")
-    try:
-        sent = email_verification_send(user=request.user, site_url=request.build_absolute_uri("/"))
-    except VerificationResendThrottled as throttled:
-        messages.error(request, str(throttled))
-        return _retry_after(_dashboard(request, status=429), throttled.retry_after)
-    if sent:
-        messages.success(request, f"We sent a new verification link to {request.user.email}.")
-    else:
-        messages.error(request, "The email could not be sent just now. Please try again in a few minutes.")
-    return redirect("accounts:dashboard")
-
-
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
@@ -104,28 +83,6 @@ class LoginView(auth_views.LoginView):
 
 class LogoutView(auth_views.LogoutView):
     pass
-
-
-def _first_model_id() -> str:
-    from inference.selectors import model_list
-
-    model = next(iter(model_list()), None)
-    return model.id if model is not None else "MODEL_ID"
-
-
-@login_required
-def dashboard(request):
-    return _dashboard(request)
-
-
-def _dashboard(request, status: int = 200):
-    context = {
-        "api_key": api_key_for_user(user=request.user),
-        "base_url": request.build_absolute_uri("/v1"),
-        "example_model": _first_model_id(),
-        "starter_grant": starter_grant_label(),
-    }
-    return render(request, "accounts/dashboard.html", context, status=status)
 
 
 # The dialog's endpoints: POST only, CSRF-checked by the middleware, session login required, and they

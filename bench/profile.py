@@ -11,8 +11,9 @@ from pathlib import Path
 
 
 def py_spy() -> str | None:
-    return shutil.which("py-spy") or (str(Path(sys.executable).parent / "py-spy") if
-                                      (Path(sys.executable).parent / "py-spy").exists() else None)  # fmt: skip
+    return shutil.which("py-spy") or (
+        str(Path(sys.executable).parent / "py-spy") if (Path(sys.executable).parent / "py-spy").exists() else None
+    )
 
 
 def record(pid: int, out: Path, *, duration: int, rate: int = 250) -> subprocess.Popen | None:
@@ -21,8 +22,23 @@ def record(pid: int, out: Path, *, duration: int, rate: int = 250) -> subprocess
     exe = py_spy()
     if exe is None:
         return None
-    args = [exe, "record", "--pid", str(pid), "--duration", str(duration), "--rate", str(rate),
-            "--format", "raw", "--output", str(out), "--threads", "--gil", "--nonblocking"]  # fmt: skip
+    args = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(duration),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--threads",
+        "--gil",
+        "--nonblocking",
+    ]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -34,8 +50,17 @@ def _frame(frame: str) -> str:
 
 
 # Leaf frames that are a thread waiting (event loop poll, idle pool threads, lock or socket waits), not work.
-IDLE = ("select (selectors.py)", "poll (eventio.py)", "wait (threading.py)", "_worker (thread.py)",
-        "Connection.wait (connection.py)", "_poll (", "acquire", "sleep", "WaitForSingleObject")  # fmt: skip
+IDLE = (
+    "select (selectors.py)",
+    "poll (eventio.py)",
+    "wait (threading.py)",
+    "_worker (thread.py)",
+    "Connection.wait (connection.py)",
+    "_poll (",
+    "acquire",
+    "sleep",
+    "WaitForSingleObject",
+)
 
 
 def summarize(path: Path, *, top: int = 25) -> dict:

@@ -198,7 +198,7 @@ def goals(runs: list[dict], comparisons: list[dict]) -> list[dict]:
             "<= 1 ms",
             max(itl) if itl else None,
             _le(max(itl) if itl else None, 1),
-        ),  # fmt: skip
+        ),
         goal(
             "128 streams: errors, cross-talk",
             "0, 0",
@@ -234,8 +234,9 @@ def plot(runs: list[dict], path: Path, *, engine: str) -> None:
     if not streams:
         return
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for ax, metric, title in zip(axes, ("ttft_ms", "itl_ms", "e2e_ms"), ("TTFT", "inter-token latency", "end-to-end"),
-                                 strict=True):  # fmt: skip
+    for ax, metric, title in zip(
+        axes, ("ttft_ms", "itl_ms", "e2e_ms"), ("TTFT", "inter-token latency", "end-to-end"), strict=True
+    ):
         for target, color in (("direct", "tab:blue"), (LLAMA_SERVER, "tab:green"), ("platform", "tab:red")):
             rows = sorted((r for r in streams if r["target"] == target), key=lambda r: r["concurrency"])
             if not rows:

@@ -46,8 +46,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--llama-concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--llama-requests", type=int, default=12)
     parser.add_argument("--llama-tokens", type=int, default=128)
-    parser.add_argument("--llama-threads", type=int, default=1,
-                        help="llama.cpp threads (default 1: one core stays for the platform)")  # fmt: skip
+    parser.add_argument(
+        "--llama-threads", type=int, default=1, help="llama.cpp threads (default 1: one core stays for the platform)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the server, Celery and a worker")
     parser.add_argument("--profile-concurrency", type=int, default=32, help="the concurrency --profile samples")
     parser.add_argument(
@@ -55,8 +56,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"))
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for the server and Celery, e.g. DB_POOL_MAX_SIZE=16")  # fmt: skip
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the server and Celery, e.g. DB_POOL_MAX_SIZE=16",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.concurrency = args.concurrency or [1, 2]
@@ -77,13 +83,19 @@ def _pids(processes) -> list[int]:
 LLAMA_PROMPT = "Write a long story about a lighthouse keeper and his cat."
 
 
-async def _drive_counted(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups,
-                         ramp_s=0.0):  # fmt: skip
+async def _drive_counted(target: Target, *, engine, concurrency, mode, requests, max_tokens, cpu_groups, ramp_s=0.0):
     """One load run: its results, wall time and the CPU seconds of each process group."""
     before = {name: topology.cpu_seconds(pids) for name, pids in cpu_groups.items()}
     extra = {"prompt": LLAMA_PROMPT, "marker": False} if engine == "llama-cpp" else {}
-    results, wall = await drive(target, concurrency=concurrency, requests=requests, stream=mode == "stream",
-                                max_tokens=max_tokens, ramp_s=ramp_s, **extra)  # fmt: skip
+    results, wall = await drive(
+        target,
+        concurrency=concurrency,
+        requests=requests,
+        stream=mode == "stream",
+        max_tokens=max_tokens,
+        ramp_s=ramp_s,
+        **extra,
+    )
     cpu = {name: topology.cpu_seconds(pids) - before[name] for name, pids in cpu_groups.items()}
     return results, wall, cpu
 
@@ -96,8 +108,9 @@ async def _measure_interleaved(
     totals = {target.name: ([], 0.0, {}) for target in targets}
     for _ in range(rounds):
         for target in targets:
-            results, wall, cpu = await _drive_counted(target, requests=requests, cpu_groups=groups[target.name],
-                                                      **kwargs)  # fmt: skip
+            results, wall, cpu = await _drive_counted(
+                target, requests=requests, cpu_groups=groups[target.name], **kwargs
+            )
             done, walls, cpus = totals[target.name]
             totals[target.name] = (done + results, walls + wall, {k: cpus.get(k, 0) + v for k, v in cpu.items()})
     return [_summary(target, *totals[target.name], db=db, worker_logs=worker_logs, **kwargs) for target in targets]
@@ -133,17 +146,30 @@ async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
     slots = min(topology.MAX_SLOTS, args.worker_slots, top)
     count = max(1, math.ceil(top / slots))
     engine = {"slots": slots, "rate": args.rate, "tokens": args.tokens, "threads": 1}
-    workers = topology.start_workers(url=server.extra["url"], key=keys["operator_key"], engine="scripted",
-                                     model=topology.SCRIPTED_MODEL, count=count, **engine)  # fmt: skip
+    workers = topology.start_workers(
+        url=server.extra["url"],
+        key=keys["operator_key"],
+        engine="scripted",
+        model=topology.SCRIPTED_MODEL,
+        count=count,
+        **engine,
+    )
     topo.add(*workers)
     # The engine alone: one asyncio server carries up to 64 streams (its slot ceiling).
     direct_slots = min(topology.MAX_SLOTS, top)
-    directs = [topology.start_direct("scripted", **{**engine, "slots": direct_slots})
-               for _ in range(math.ceil(top / direct_slots))]  # fmt: skip
+    directs = [
+        topology.start_direct("scripted", **{**engine, "slots": direct_slots})
+        for _ in range(math.ceil(top / direct_slots))
+    ]
     topo.add(*directs)
     topology.wait_models_online(server.extra["url"], keys["client_key"], topology.SCRIPTED_MODEL, workers, count)
-    out["config"]["scripted"] = {**engine, "workers": count, "direct_servers": len(directs),
-                                 "direct_slots": direct_slots, "model": topology.SCRIPTED_MODEL}  # fmt: skip
+    out["config"]["scripted"] = {
+        **engine,
+        "workers": count,
+        "direct_servers": len(directs),
+        "direct_slots": direct_slots,
+        "model": topology.SCRIPTED_MODEL,
+    }
     platform = Target("platform", [server.extra["url"]], topology.SCRIPTED_MODEL, keys["client_key"])
     direct = Target("direct", [d.extra["url"] for d in directs], "direct-scripted")
     groups = {
@@ -161,26 +187,49 @@ async def _scripted(args, env, keys, server, celery, topo, out: dict) -> None:
                 for name, proc in (("server", server), ("celery", celery), ("worker", workers[0])):
                     path = args.results_dir / f"{args.name}-profile-{name}.txt"
                     spy.append((name, path, profile.record(proc.popen.pid, path, duration=duration)))
-            out["runs"].append(await _measure(target, engine="scripted", concurrency=c, mode="stream",
-                                              requests=c * args.rounds, max_tokens=args.tokens,
-                                              ramp_s=ramp_s if c > 1 else 0.0,
-                                              cpu_groups=groups[target.name], db=args.database_url,
-                                              worker_logs=[w.log_path for w in workers]))  # fmt: skip
+            out["runs"].append(
+                await _measure(
+                    target,
+                    engine="scripted",
+                    concurrency=c,
+                    mode="stream",
+                    requests=c * args.rounds,
+                    max_tokens=args.tokens,
+                    ramp_s=ramp_s if c > 1 else 0.0,
+                    cpu_groups=groups[target.name],
+                    db=args.database_url,
+                    worker_logs=[w.log_path for w in workers],
+                )
+            )
             for name, path, popen in spy:
                 if popen is not None:
                     popen.wait(60)
                     out.setdefault("profile", {})[name] = profile.summarize(path)
         for target in (direct, platform):
-            out["runs"].append(await _measure(target, engine="scripted", concurrency=c, mode="short",
-                                              requests=max(c * 2, 16), max_tokens=1,
-                                              cpu_groups=groups[target.name]))  # fmt: skip
+            out["runs"].append(
+                await _measure(
+                    target,
+                    engine="scripted",
+                    concurrency=c,
+                    mode="short",
+                    requests=max(c * 2, 16),
+                    max_tokens=1,
+                    cpu_groups=groups[target.name],
+                )
+            )
     topo.remove(workers + directs)
 
 
 async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
     engine = {"slots": 1, "rate": 0, "tokens": 1, "threads": args.llama_threads}
-    workers = topology.start_workers(url=server.extra["url"], key=keys["operator_key"], engine="llama-cpp",
-                                     model=topology.LLAMA_MODEL, count=1, **engine)  # fmt: skip
+    workers = topology.start_workers(
+        url=server.extra["url"],
+        key=keys["operator_key"],
+        engine="llama-cpp",
+        model=topology.LLAMA_MODEL,
+        count=1,
+        **engine,
+    )
     topo.add(*workers)
     direct_proc = topology.start_direct("llama-cpp", **engine)
     topo.add(direct_proc)
@@ -208,16 +257,33 @@ async def _llama(args, env, keys, server, celery, topo, out: dict) -> None:
         await drive(target, concurrency=1, requests=1, stream=True, max_tokens=8, prompt=LLAMA_PROMPT, marker=False)
     for c in args.llama_concurrency:
         if c == 1:  # the throughput ratio goal: alternate the sides, two requests a turn
-            out["runs"] += await _measure_interleaved(targets, rounds=max(args.llama_requests // 2, 1),
-                                                      requests=2, groups=groups, engine="llama-cpp", concurrency=1,
-                                                      mode="stream", max_tokens=args.llama_tokens, db=args.database_url,
-                                                      worker_logs=[w.log_path for w in workers])  # fmt: skip
+            out["runs"] += await _measure_interleaved(
+                targets,
+                rounds=max(args.llama_requests // 2, 1),
+                requests=2,
+                groups=groups,
+                engine="llama-cpp",
+                concurrency=1,
+                mode="stream",
+                max_tokens=args.llama_tokens,
+                db=args.database_url,
+                worker_logs=[w.log_path for w in workers],
+            )
             continue
         for target in targets:
-            out["runs"].append(await _measure(target, engine="llama-cpp", concurrency=c, mode="stream",
-                                              requests=max(args.llama_requests, c), max_tokens=args.llama_tokens,
-                                              cpu_groups=groups[target.name], db=args.database_url,
-                                              worker_logs=[w.log_path for w in workers]))  # fmt: skip
+            out["runs"].append(
+                await _measure(
+                    target,
+                    engine="llama-cpp",
+                    concurrency=c,
+                    mode="stream",
+                    requests=max(args.llama_requests, c),
+                    max_tokens=args.llama_tokens,
+                    cpu_groups=groups[target.name],
+                    db=args.database_url,
+                    worker_logs=[w.log_path for w in workers],
+                )
+            )
     topo.remove(workers + [direct_proc, server_proc])
 
 
@@ -241,7 +307,7 @@ async def main_async(args) -> dict:
             "celery": "threads pool, concurrency 8, prefetch 1, acks late, no result backend",
             "database": args.database_url.rsplit("/", 1)[-1],
             "env": args.env,
-        },  # fmt: skip
+        },
         "runs": [],
     }
     keys = topology.database_prepare({**os.environ, **env})

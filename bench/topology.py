@@ -97,9 +97,24 @@ def start_server(env: dict[str, str], *, server: str, processes: int = 1) -> Pro
     if server == "daphne":
         args = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", "/dev/null"]
     else:
-        args = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off",
-                "--no-access-log", "--log-level", "warning", "--ws", "websockets-sansio", "--loop", "uvloop",
-                "--http", "httptools"]  # fmt: skip
+        args = [
+            str(BIN / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--ws",
+            "websockets-sansio",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ]
     if processes > 1:
         if server != "uvicorn":
             raise ValueError("several server processes: uvicorn only (daphne needs a process manager)")
@@ -111,9 +126,19 @@ def start_server(env: dict[str, str], *, server: str, processes: int = 1) -> Pro
 
 
 def start_celery(env: dict[str, str]) -> Process:
-    args = [str(BIN / "celery"), "-A", "sogni_platform", "worker", "--pool=threads", "--concurrency=8",
-            "--prefetch-multiplier=1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "--loglevel=INFO"]  # fmt: skip
+    args = [
+        str(BIN / "celery"),
+        "-A",
+        "sogni_platform",
+        "worker",
+        "--pool=threads",
+        "--concurrency=8",
+        "--prefetch-multiplier=1",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel=INFO",
+    ]
     process = start_process("celery", args, env)
     wait_until(lambda: "ready." in process.log() or not process.alive(), timeout=90, what="celery ready")
     if not process.alive():
@@ -138,8 +163,9 @@ def engine_args(engine: str, *, slots: int, rate: float, tokens: int, threads: i
 def start_direct(engine: str, *, slots: int, rate: float, tokens: int, threads: int) -> Process:
     port = free_port()
     args = [str(BIN / "sogni-worker"), "serve-openai", "--port", str(port), "--model-name", f"direct-{engine}"]
-    process = start_process(f"direct-{engine}", args + engine_args(engine, slots=slots, rate=rate, tokens=tokens,
-                                                                   threads=threads), {})  # fmt: skip
+    process = start_process(
+        f"direct-{engine}", args + engine_args(engine, slots=slots, rate=rate, tokens=tokens, threads=threads), {}
+    )
     process.extra["url"] = f"http://127.0.0.1:{port}"
     _wait_http(process, f"{process.extra['url']}/v1/models")
     return process
@@ -152,9 +178,25 @@ def start_llama_server(*, threads: int) -> Process:
     from sogni_worker.engines import default_model_path
 
     port = free_port()
-    args = [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", "1024", "--n_threads", str(threads), "--verbose", "False",
-            "--interrupt_requests", "False"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(default_model_path()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "1024",
+        "--n_threads",
+        str(threads),
+        "--verbose",
+        "False",
+        "--interrupt_requests",
+        "False",
+    ]
     process = start_process("llama-cpp-server", args, {})
     process.extra["url"] = f"http://127.0.0.1:{port}"
     _wait_http(process, f"{process.extra['url']}/v1/models")
@@ -237,8 +279,9 @@ def machine() -> dict:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))  # fmt: skip
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

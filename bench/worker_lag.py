@@ -35,16 +35,21 @@ def main() -> None:
             "AND first_token_at IS NOT NULL",
             (int(args.minutes) + 1,),
         ).fetchall()
-    spans: dict[str, list[float]] = {"assigned_to_worker_start": [], "worker_start_to_first_token": [],
-                                     "worker_done_to_finished": []}  # fmt: skip
+    spans: dict[str, list[float]] = {
+        "assigned_to_worker_start": [],
+        "worker_start_to_first_token": [],
+        "worker_done_to_finished": [],
+    }
     for job_id, assigned, first, finished in rows:
         if job_id in started:
             spans["assigned_to_worker_start"].append(started[job_id] - float(assigned))
             spans["worker_start_to_first_token"].append(float(first) - started[job_id])
             if job_id in done and finished is not None:
                 spans["worker_done_to_finished"].append(float(finished) - done[job_id])
-    out = {name: {f"p{p}": round(percentile(v, p) * 1000, 1) for p in (50, 95, 99)} if v else None
-           for name, v in spans.items()}  # fmt: skip
+    out = {
+        name: {f"p{p}": round(percentile(v, p) * 1000, 1) for p in (50, 95, 99)} if v else None
+        for name, v in spans.items()
+    }
     out["jobs"] = len(spans["assigned_to_worker_start"])
     print(json.dumps(out, indent=1))
 

@@ -2,7 +2,6 @@
 
 import uuid
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
@@ -10,25 +9,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from billing.forms import WalletAdjustForm
 from billing.models import AccountDebt, Hold, LedgerEntry, SogniRate, StripeEvent, TopUp, Wallet
 from billing.services import AdjustmentRejected, wallet_adjust
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class AdjustForm(forms.Form):
-    amount = forms.DecimalField(max_digits=24, decimal_places=9, help_text="Signed: negative takes tokens away.")
-    reason = forms.CharField(max_length=300)
-    key = forms.CharField(widget=forms.HiddenInput)
+from sogni_platform.admin import ReadOnlyAdmin
 
 
 @admin.register(Wallet)
@@ -61,7 +45,7 @@ class WalletAdmin(ReadOnlyAdmin):
         if not request.user.is_superuser and not request.user.has_perm("billing.change_wallet"):
             raise PermissionDenied
         wallet = get_object_or_404(Wallet, pk=wallet_id)
-        form = AdjustForm(request.POST or None, initial={"key": uuid.uuid4().hex})
+        form = WalletAdjustForm(request.POST or None, initial={"key": uuid.uuid4().hex})
         if request.method == "POST" and form.is_valid():
             try:
                 entry = wallet_adjust(

@@ -4,6 +4,7 @@ Rows here are written only through billing.services (the ledger under a wallet r
 """
 
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
 from django.db import models
@@ -14,9 +15,16 @@ from accounts.models import TokenType
 
 # 9 places (nano-tokens): one token at $0.30/1M is 0.00006 Spark, exact. With at most 15 significant
 # digits SQLite (embedded mode) also keeps amounts exact up to 999,999 tokens; PostgreSQL always does.
-AMOUNT = {"max_digits": 24, "decimal_places": 9}
+
+
+class Digits(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+AMOUNT: Digits = {"max_digits": 24, "decimal_places": 9}
 # USD figures and rates are not ledger amounts: room for a single token at a 6-place price per 1M.
-USD = {"max_digits": 30, "decimal_places": 18}
+USD: Digits = {"max_digits": 30, "decimal_places": 18}
 ZERO = Decimal("0")
 
 

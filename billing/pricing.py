@@ -53,9 +53,5 @@ def usd_to_tokens(usd: Decimal, token_type: str, *, round_up: bool = True, rate:
     return (usd / rate).quantize(QUANTUM, rounding=ROUND_UP if round_up else ROUND_DOWN)
 
 
-def tokens_to_usd(amount: Decimal, token_type: str, *, rate: Decimal | None = None) -> Decimal:
-    return amount * (rate if rate is not None else usd_per_token(token_type))
-
-
 def worker_reward_share() -> Decimal:
-    return Decimal(str(getattr(settings, "WORKER_REWARD_SHARE", "0.70")))
+    return settings.WORKER_REWARD_SHARE

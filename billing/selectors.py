@@ -105,8 +105,10 @@ def ledger_invariant_violations() -> list[str]:
         row["wallet_id"]: row["t"] or ZERO
         for row in LedgerEntry.objects.filter(kind__in=ESCROW_KINDS).values("wallet_id").annotate(t=Sum("held_change"))
     }
-    entry_sums = {
-        row["wallet_id"]: row
+    # Every amount has at most the ledger's places; on PostgreSQL quantizing changes nothing, on SQLite
+    # (embedded mode) SUM runs in floating point and this drops its noise.
+    entry_sums: dict[int, tuple[Decimal, Decimal]] = {
+        row["wallet_id"]: ((row["amount"] or ZERO).quantize(QUANTUM), (row["held"] or ZERO).quantize(QUANTUM))
         for row in LedgerEntry.objects.values("wallet_id").annotate(amount=Sum("amount"), held=Sum("held_change"))
     }
     open_holds = {
@@ -114,20 +116,17 @@ def ledger_invariant_violations() -> list[str]:
         for row in Hold.objects.filter(status=Hold.Status.OPEN).values("wallet_id").annotate(total=Sum("amount"))
     }
     for wallet in Wallet.objects.all():
-        sums = entry_sums.get(wallet.pk, {"amount": ZERO, "held": ZERO})
-        # Every amount has at most the ledger's places; on PostgreSQL this changes nothing, on SQLite
-        # (embedded mode) SUM runs in floating point and this drops its noise.
-        sums = {name: (value or ZERO).quantize(QUANTUM) for name, value in sums.items() if name != "wallet_id"}
-        if sums["amount"] != wallet.balance:
-            problems.append(f"wallet {wallet.pk}: ledger sums to {sums['amount']}, balance is {wallet.balance}")
-        if sums["held"] != wallet.held:
-            problems.append(f"wallet {wallet.pk}: ledger holds sum to {sums['held']}, held is {wallet.held}")
+        amount, held = entry_sums.get(wallet.pk, (ZERO, ZERO))
+        if amount != wallet.balance:
+            problems.append(f"wallet {wallet.pk}: ledger sums to {amount}, balance is {wallet.balance}")
+        if held != wallet.held:
+            problems.append(f"wallet {wallet.pk}: ledger holds sum to {held}, held is {wallet.held}")
         reserved = open_holds.get(wallet.pk, ZERO) + escrowed.get(wallet.pk, ZERO)
         if reserved.quantize(QUANTUM) != wallet.held:
             problems.append(f"wallet {wallet.pk}: open holds and escrow sum to {reserved}, held is {wallet.held}")
         if wallet.held < 0 or wallet.balance < wallet.held:
             problems.append(f"wallet {wallet.pk}: balance {wallet.balance}, held {wallet.held}")
-    last = {}
+    last: dict[int, Decimal] = {}
     for entry in LedgerEntry.objects.order_by("wallet_id", "id").only("wallet_id", "balance_after", "amount"):
         previous = last.get(entry.wallet_id, ZERO)
         if previous + entry.amount != entry.balance_after:

@@ -25,7 +25,7 @@ def _back(request):
     target = request.POST.get("next") or request.GET.get("next")
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
         return redirect(target)
-    return redirect("accounts:dashboard")
+    return redirect("dashboard:index")
 
 
 @login_required
@@ -59,7 +59,7 @@ def checkout(request):
     if package is None:
         messages.error(request, "Choose one of the Spark packages.", extra_tags=TAG)
         return _back(request)
-    wallet_url = request.build_absolute_uri(reverse("accounts:dashboard"))
+    wallet_url = request.build_absolute_uri(reverse("dashboard:index"))
     try:
         url = checkout_session_create(
             user=request.user,

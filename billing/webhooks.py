@@ -34,7 +34,7 @@ def _checkout_paid(obj: dict, event_id: str) -> str:
     payment_intent = obj.get("payment_intent") or ""
     entry = topup_credit(
         session_id=obj["id"],
-        user_id=int(user_id) if str(user_id or "").isdigit() else 0,
+        user_id=int(str(user_id)) if str(user_id or "").isdigit() else 0,
         usd_cents=int(obj.get("amount_total") or 0),
         payment_intent=payment_intent,
         stripe_event_id=event_id,
@@ -150,8 +150,10 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     handler = HANDLERS.get(event_type)
     data = payload.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
-    if handler is not None and not isinstance(obj, dict):
-        return _bad_request("The event has no data.object.")
+    if not isinstance(obj, dict):
+        if handler is not None:
+            return _bad_request("The event has no data.object.")
+        obj = {}
     # The event row and its effects commit together: a failure leaves nothing, and Stripe retries.
     try:
         with transaction.atomic():

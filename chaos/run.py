@@ -62,8 +62,10 @@ def markdown(outcomes: list[dict]) -> str:
     lines += ["", "| scenario | check | measured | target | met |", "|---|---|---|---|---|"]
     for out in outcomes:
         for check in out["checks"]:
-            lines.append(f"| {out['scenario']} | {check['check']} | {cell(check['measured'])} | {check['target']} | "
-                         f"{'yes' if check['met'] else '**no**'} |")  # fmt: skip
+            lines.append(
+                f"| {out['scenario']} | {check['check']} | {cell(check['measured'])} | {check['target']} | "
+                f"{'yes' if check['met'] else '**no**'} |"
+            )
     return "\n".join(lines)
 
 
@@ -75,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
     redis = RedisServer()
     redis.start()
-    env = platform_env(database_url=args.database_url, redis_url=redis.url, hold_grace_s=HOLD_GRACE_S,
-                       stripe_secret=STRIPE_SECRET)  # fmt: skip
+    env = platform_env(
+        database_url=args.database_url, redis_url=redis.url, hold_grace_s=HOLD_GRACE_S, stripe_secret=STRIPE_SECRET
+    )
     os.environ.update(env)
     keys = topology.database_prepare(dict(os.environ))
 
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate_tokens_per_s": RATE,
             "hold_orphan_grace_s": HOLD_GRACE_S,
             "platform": "manage.py runlocal --no-worker (daphne, Celery worker and beat supervised by runlocal)",
-        },  # fmt: skip
+        },
         "scenarios": outcomes,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)

@@ -56,8 +56,9 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def _load(platform: Platform, name: str, fault, *, max_tokens: int = SHORT, warmup_s: float = 4.0,
-          after_s: float = 6.0) -> tuple[Outcome, Traffic]:  # fmt: skip
+def _load(
+    platform: Platform, name: str, fault, *, max_tokens: int = SHORT, warmup_s: float = 4.0, after_s: float = 6.0
+) -> tuple[Outcome, Traffic]:
     """Run the fault under load; the outcome's common columns (not yet the ledger check)."""
     names = [process.extra["name"] for process in platform.workers]
     since = timezone.now()
@@ -122,8 +123,12 @@ def redis_killed(platform: Platform, redis: RedisServer) -> Outcome:
     out.extra["celery_left_dead"] = dead
     out.check("streams that never ended", out.never_ended, "0", out.never_ended == 0)
     out.check("Celery processes left dead", len(dead), "0", not dead)
-    out.check("new requests succeed after Redis is back (s)", out.recover_s, "<= 5",
-              out.recover_s is not None and out.recover_s <= 5)  # fmt: skip
+    out.check(
+        "new requests succeed after Redis is back (s)",
+        out.recover_s,
+        "<= 5",
+        out.recover_s is not None and out.recover_s <= 5,
+    )
     out.check("holds open after the orphan grace", out.holds_open, "0", out.holds_open == 0)
     return _ledger(out)
 
@@ -141,8 +146,7 @@ def redis_frozen(platform: Platform, redis: RedisServer) -> Outcome:
     during = [p.ended - p.started for p in traffic.models if p.started <= end and p.ended >= start]
     out.extra["models_worst_s"] = _round(max(during, default=None))
     out.check("longest stall of a stream (s)", out.longest_stall_s, "<= 0.5", (out.longest_stall_s or 0) <= 0.5)
-    out.check("GET /v1/models answers or fails (s)", out.extra["models_worst_s"], "<= 1",
-              during and max(during) <= 1)  # fmt: skip
+    out.check("GET /v1/models answers or fails (s)", out.extra["models_worst_s"], "<= 1", during and max(during) <= 1)
     return _ledger(out)
 
 
@@ -206,8 +210,9 @@ def server_killed(platform: Platform, redis: RedisServer) -> Outcome:
         except TimeoutError:
             marks["workers_back_s"] = None
 
-    out, traffic = _load(platform, "Server process killed mid-stream", fault, max_tokens=LONG, warmup_s=5.0,
-                         after_s=20.0)  # fmt: skip
+    out, traffic = _load(
+        platform, "Server process killed mid-stream", fault, max_tokens=LONG, warmup_s=5.0, after_s=20.0
+    )
     cut = [s for s in traffic.streams if s.started < marks["killed_at"] and not s.result.ok and s.result.ids]
     differences = []
     for stream in cut:
@@ -215,24 +220,48 @@ def server_killed(platform: Platform, redis: RedisServer) -> Outcome:
         billed = measures.billed_tokens(public_id=next(iter(stream.result.ids)))
         differences.append(delivered if billed is None else abs(billed - delivered))
     worst = max(differences, default=None)
-    out.extra.update(streams_cut=len(cut), billing_gap_tokens_max=worst, serving_s=_round(marks["serving_s"]),
-                     workers_back_s=_round(marks["workers_back_s"]))  # fmt: skip
-    out.check("delivered tokens billed within a second's worth (tokens)", worst, f"<= {RATE:.0f}",
-              worst is not None and worst <= RATE)  # fmt: skip
+    out.extra.update(
+        streams_cut=len(cut),
+        billing_gap_tokens_max=worst,
+        serving_s=_round(marks["serving_s"]),
+        workers_back_s=_round(marks["workers_back_s"]),
+    )
+    out.check(
+        "delivered tokens billed within a second's worth (tokens)",
+        worst,
+        f"<= {RATE:.0f}",
+        worst is not None and worst <= RATE,
+    )
     out.check("workers wrongly faulted", out.workers_faulted, "0", out.workers_faulted == 0)
-    out.check("serving again after the restart (s)", out.extra["serving_s"], "<= 5",
-              marks["serving_s"] is not None and marks["serving_s"] <= 5)  # fmt: skip
+    out.check(
+        "serving again after the restart (s)",
+        out.extra["serving_s"],
+        "<= 5",
+        marks["serving_s"] is not None and marks["serving_s"] <= 5,
+    )
     back = out.extra["workers_back_s"]
     out.check("every worker back after serving (s)", back, "<= 10", back is not None and back <= 10)
     return _ledger(out)
 
 
 def _checkout(session_id: str, event_id: str, user_id: int) -> str:
-    session = {"id": session_id, "object": "checkout.session", "amount_total": 1000, "currency": "usd",
-               "payment_status": "paid", "payment_intent": f"pi_{session_id}", "client_reference_id": str(user_id),
-               "metadata": {"user_id": str(user_id)}}  # fmt: skip
-    event = {"id": event_id, "object": "event", "type": "checkout.session.completed", "livemode": False,
-             "data": {"object": session}}  # fmt: skip
+    session = {
+        "id": session_id,
+        "object": "checkout.session",
+        "amount_total": 1000,
+        "currency": "usd",
+        "payment_status": "paid",
+        "payment_intent": f"pi_{session_id}",
+        "client_reference_id": str(user_id),
+        "metadata": {"user_id": str(user_id)},
+    }
+    event = {
+        "id": event_id,
+        "object": "event",
+        "type": "checkout.session.completed",
+        "livemode": False,
+        "data": {"object": session},
+    }
     return json.dumps(event)
 
 
@@ -256,8 +285,9 @@ def stripe_concurrent(platform: Platform, redis: RedisServer, *, rounds: int = 5
                 header = stripe.WebhookSignature.generate_signature_header(payload, secret)
                 headers = {"Stripe-Signature": header, "Content-Type": "application/json"}
                 barrier.wait()
-                return httpx.post(f"{platform.url}/webhooks/stripe/", content=payload, headers=headers,
-                                  timeout=30).status_code  # fmt: skip
+                return httpx.post(
+                    f"{platform.url}/webhooks/stripe/", content=payload, headers=headers, timeout=30
+                ).status_code
 
             statuses += list(pool.map(post, events))
             credits.append(LedgerEntry.objects.filter(kind="topup", stripe_event_id__in=events).count())

@@ -85,9 +85,17 @@ class Platform:
         return self.runlocal.log().count(" ready.")
 
     def start_workers(self, *, count: int, slots: int, rate: float, tokens: int) -> None:
-        self.workers = topology.start_workers(url=self.url, key=self.keys["operator_key"], engine="scripted",
-                                              model=MODEL, count=count, slots=slots, rate=rate, tokens=tokens,
-                                              threads=1)  # fmt: skip
+        self.workers = topology.start_workers(
+            url=self.url,
+            key=self.keys["operator_key"],
+            engine="scripted",
+            model=MODEL,
+            count=count,
+            slots=slots,
+            rate=rate,
+            tokens=tokens,
+            threads=1,
+        )
         self.wait_workers_online()
 
     def wait_workers_online(self, timeout: float = 120) -> None:

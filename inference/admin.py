@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from inference.models import Job, LlmModel, Worker
 from inference.services import worker_ban, worker_unban
 from inference.services.trust import worker_unpause
+from sogni_platform.admin import ReadOnlyAdmin
 
 
 @admin.register(LlmModel)
@@ -91,18 +92,9 @@ class WorkerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     list_display = ["public_id", "user", "model", "status", "worker", "completion_tokens", "created_at"]
     list_filter = ["status", "model", "claim_discrepancy"]
     search_fields = ["public_id", "id", "user__email"]
     date_hierarchy = "created_at"
     list_select_related = ["user", "worker"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -195,7 +195,9 @@ class ChatSession:
     @classmethod
     async def open(cls, *, headers, chat: ChatRequest, public_id: str | None = None) -> "ChatSession":
         """The request's job, opened for the API key in `headers` (InvalidApiKey, 401, if there is none)."""
-        reply_channel = await get_channel_layer().new_channel()
+        layer = get_channel_layer()
+        assert layer is not None  # settings.CHANNEL_LAYERS always names one
+        reply_channel = await layer.new_channel()
         reader = ReplyReader(reply_channel)
         opening = in_db_thread(_job_open)(headers=headers, chat=chat, reply_channel=reply_channel, public_id=public_id)
         opening = asyncio.ensure_future(opening)
@@ -334,6 +336,7 @@ class ChatSession:
         """The non-streaming chat.completion; raises ApiError when the job fails."""
         try:
             async for message in self._messages(keepalive=None):
+                assert message is not None  # no keepalive asked for
                 kind = message["type"]
                 if kind == relay.REPLY_DELTA:
                     self.accumulator.feed(message)
@@ -361,10 +364,9 @@ class ChatSession:
                 self.ended = True
                 # The database, not job.assigned, says where the job is: it may have been requeued.
                 worker_channel = await in_db_thread(job_cancel)(job_id=self.job_id)
-                if worker_channel:
-                    await get_channel_layer().send(
-                        worker_channel, {"type": relay.WORKER_JOB_CANCEL, "job_id": self.job_id}
-                    )
+                layer = get_channel_layer()
+                if worker_channel and layer is not None:
+                    await layer.send(worker_channel, {"type": relay.WORKER_JOB_CANCEL, "job_id": self.job_id})
                 logger.info("job %s cancelled: the client went away", self.job_id)
         finally:
             await self.reader.close()

@@ -116,7 +116,7 @@ def _tool_calls(frame: dict) -> list[dict]:
         if not isinstance(call, dict):
             raise ProtocolViolation("delta.tool_calls entries must be objects")
         call = {**call, "type": "delta.tool_calls[]"}
-        fragment = {"index": _int(call, "index", minimum=0, maximum=MAX_TOOL_CALLS - 1)}
+        fragment: dict[str, int | str] = {"index": _int(call, "index", minimum=0, maximum=MAX_TOOL_CALLS - 1)}
         for name in ("id", "name", "arguments"):
             if call.get(name) is not None:
                 fragment[name] = _str(call, name, max_length=65_536)

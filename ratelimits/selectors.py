@@ -15,8 +15,9 @@ class Limits:
 
 def limits_for_user(*, user_id: int) -> Limits:
     override = AccountLimits.objects.filter(user_id=user_id).values("requests_per_minute", "tokens_per_minute").first()
-    override = override or {}
-    return _limits(override.get("requests_per_minute"), override.get("tokens_per_minute"))
+    if override is None:
+        return _limits(None, None)
+    return _limits(override["requests_per_minute"], override["tokens_per_minute"])
 
 
 def limits_loaded(user) -> bool:

@@ -147,12 +147,6 @@ def _decide(
     return state
 
 
-async def ratelimit_apply_async(request, *, api_key, tokens: int = 0) -> None:
-    """For plain (non-DRF) async views: check, raise the 429 ApiError, or leave the state on the
-    request for the middleware's x-ratelimit-* headers."""
-    request.ratelimit_state = await ratelimit_check_request_async(api_key=api_key, tokens=tokens)
-
-
 def ratelimit_consume_tokens(*, user_id: int, tokens: int) -> None:
     """Record tokens actually used (prompt + completion) in the account's tokens-per-minute window."""
     if tokens <= 0:
@@ -197,6 +191,7 @@ async def ratelimit_tokens_correct_async(*, state: RateLimitState | None, user_i
     if used > reserved:
         await ratelimit_consume_tokens_async(user_id=user_id, tokens=used - reserved)
         return
+    assert state is not None and state.tokens is not None  # a reservation was taken in a window
     try:
         await window_hit_async(
             key=_key("tokens", user_id), limit=0, amount=int(used) - reserved, mode=Mode.ADJUST, at=state.tokens.second

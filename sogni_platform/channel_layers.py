@@ -18,6 +18,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -145,7 +146,7 @@ class LocalFirstChannelLayer:
         if local.loop is not running:
             if not local.loop.is_closed():
                 return None
-            queue = asyncio.Queue()
+            queue: asyncio.Queue[Any] = asyncio.Queue()
             while not local.queue.empty():
                 queue.put_nowait(local.queue.get_nowait())
             local = self.local[channel] = _LocalChannel(queue=queue, loop=running, overflowed=local.overflowed)

@@ -18,6 +18,8 @@ def _database_ok() -> bool:
 
 async def _channel_layer_ok() -> bool:
     layer = get_channel_layer()
+    if layer is None:
+        return False
     try:
         channel = await layer.new_channel()
     except Exception:

@@ -30,10 +30,6 @@ def request_id_accept(incoming: str | None) -> str:
     return request_id_new()
 
 
-def request_id_current() -> str | None:
-    return request_id_var.get()
-
-
 class RequestIdFilter(logging.Filter):
     """Puts `record.request_id` ("-" outside a request) on every record passing the handler."""
 

@@ -7,11 +7,11 @@ callbacks that apps register with `metrics_gauge_register`. Recording never rais
 loses samples, never requests.
 
 Call from anywhere:
+    metrics_record_job(model=..., outcome="completed" | "failed" | ..., ttft_seconds=..., prompt_tokens=...,
+                       completion_tokens=...)   # at a job's end, in one round trip
     metrics_observe_ttft(model=..., seconds=...)
     metrics_count_tokens(model=..., prompt=..., completion=...)
-    metrics_count_job(model=..., outcome="completed" | "failed" | "cancelled" | ...)
-    metrics_record_job(...)   # all three at a job's end
-(`*_async` variants for code on the event loop.)
+    metrics_count_request(...)   # the middleware's; `metrics_count_request_async` on the event loop
 """
 
 import logging
@@ -41,6 +41,10 @@ def _hash_key() -> str:
 
 def _field(name: str, labels: dict[str, str]) -> str:
     return name + _SEP + _SEP.join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _parse_field(field: str) -> tuple[str, dict[str, str]]:
@@ -111,7 +115,7 @@ def _request_increments(method: str, route: str, status: int) -> list[tuple[str,
 
 
 def _token_increments(model: str, prompt: int, completion: int) -> list[tuple[str, float]]:
-    increments = []
+    increments: list[tuple[str, float]] = []
     if prompt:
         increments.append((_field("tokens", {"model": model, "kind": "prompt"}), int(prompt)))
     if completion:
@@ -132,31 +136,15 @@ def metrics_observe_ttft(*, model: str, seconds: float) -> None:
     _record(_increments_ttft(model, float(seconds)))
 
 
-async def metrics_observe_ttft_async(*, model: str, seconds: float) -> None:
-    await _record_async(_increments_ttft(model, float(seconds)))
-
-
 def metrics_count_tokens(*, model: str, prompt: int = 0, completion: int = 0) -> None:
     _record(_token_increments(model, prompt, completion))
-
-
-async def metrics_count_tokens_async(*, model: str, prompt: int = 0, completion: int = 0) -> None:
-    await _record_async(_token_increments(model, prompt, completion))
-
-
-def metrics_count_job(*, model: str, outcome: str) -> None:
-    _record([(_field("jobs", {"model": model, "outcome": outcome}), 1)])
-
-
-async def metrics_count_job_async(*, model: str, outcome: str) -> None:
-    await _record_async([(_field("jobs", {"model": model, "outcome": outcome}), 1)])
 
 
 def metrics_record_job(
     *, model: str, outcome: str, ttft_seconds: float | None, prompt_tokens: int, completion_tokens: int
 ) -> None:
     """Everything a job's end tells the metrics, in one round trip (call after the job's commit)."""
-    increments = [(_field("jobs", {"model": model, "outcome": outcome}), 1)]
+    increments: list[tuple[str, float]] = [(_field("jobs", {"model": model, "outcome": outcome}), 1)]
     if ttft_seconds is not None:
         increments += _increments_ttft(model, float(ttft_seconds))
     _record(increments + _token_increments(model, prompt_tokens, completion_tokens))
@@ -169,7 +157,7 @@ def metrics_counters() -> list[tuple[str, dict[str, str], float]]:
         with _local_lock:
             raw = dict(_local)
     else:
-        raw = {field.decode(): float(value) for field, value in client.hgetall(_hash_key()).items()}
+        raw = {_text(field): float(value) for field, value in client.hgetall(_hash_key()).items()}
     return [(*_parse_field(field), value) for field, value in raw.items()]
 
 

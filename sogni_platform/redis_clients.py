@@ -11,6 +11,7 @@ import asyncio
 import socket
 import time
 import weakref
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -71,7 +72,11 @@ class _FailFastAsync(redis.asyncio.retry.Retry):
             raise
 
 
-_OPTIONS = {"socket_connect_timeout": TIMEOUT_S, "socket_timeout": TIMEOUT_S, "health_check_interval": 30}
+_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": TIMEOUT_S,
+    "socket_timeout": TIMEOUT_S,
+    "health_check_interval": 30,
+}
 
 _sync_clients: dict[str, redis.Redis] = {}
 _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, redis.asyncio.Redis]]" = (

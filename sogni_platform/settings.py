@@ -6,6 +6,7 @@ Two modes, one code path: with no DATABASE_URL / REDIS_URL the platform runs emb
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -55,6 +56,8 @@ INSTALLED_APPS = [
     "billing",
     "inference",
     "ratelimits",
+    "console",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -86,6 +89,7 @@ TEMPLATES = [
     },
 ]
 
+DATABASES: dict[str, dict[str, Any]]
 if EMBEDDED:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -96,7 +100,8 @@ if EMBEDDED:
         }
     }
 else:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+    assert DATABASE_URL is not None  # the embedded mode is its absence
+    DATABASES = {"default": dict(dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0)))}
     DATABASES["default"].setdefault("OPTIONS", {})
     # A psycopg pool per process: a request's or task's thread borrows a connection instead of opening one
     # (docs/operations.md). Off by default; incompatible with DB_CONN_MAX_AGE > 0.
@@ -110,7 +115,7 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "accounts:dashboard"
+LOGIN_REDIRECT_URL = "dashboard:index"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 AUTH_PASSWORD_VALIDATORS = [

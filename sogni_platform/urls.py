@@ -17,8 +17,8 @@ urlpatterns = [
     path("billing/", include("billing.urls")),
     path("v1/", include(usage_urls.api_urlpatterns)),
     path("v1/", include("inference.urls")),
-    path("console/", include("inference.console.urls")),
-    path("", include("inference.usage.urls")),
+    path("console/", include("console.urls")),
+    path("", include("dashboard.urls")),
     path("", include("accounts.urls")),
 ]
 

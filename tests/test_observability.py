@@ -20,7 +20,7 @@ from sogni_platform.metrics import (
     metrics_observe_ttft,
     metrics_record_job,
 )
-from tests.accounts.factories import verified_signup
+from tests.support.factories import verified_signup
 from tests.support.processes import start_daphne, wait_until
 from tests.support.workers import catalog, operator, workers  # noqa: F401 - fixtures
 
@@ -170,7 +170,7 @@ def test_operator_session_reads_metrics_and_gauges_are_computed_at_scrape():
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_metrics_count_across_processes(json_daphne):
-    user = verified_signup(email="metrics@example.com", password="correct horse battery")
+    user = verified_signup(email="metrics@example.com")
     key = api_key_reveal(api_key=user.api_key, actor=user)
     url = json_daphne.extra["url"]
     scrape_headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
@@ -274,7 +274,7 @@ def test_holds_open_gauge_follows_billing_holds():
     staff = User.objects.create_superuser("holds-ops@example.com", "correct horse battery")
     client = Client()
     client.force_login(staff)
-    user = verified_signup(email="holder@example.com", password="correct horse battery")
+    user = verified_signup(email="holder@example.com")
     key = ("sogni_holds_open", (("model", model.id),))
 
     def holds() -> float:

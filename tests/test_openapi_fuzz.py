@@ -24,7 +24,8 @@ from schemathesis.checks import (
 
 from inference.catalog import SEED
 from ratelimits.services import account_limits_set
-from tests.support.workers import account_create, catalog, operator, workers  # noqa: F401 - fixtures
+from tests.support.factories import account_create
+from tests.support.workers import catalog, operator, workers  # noqa: F401 - fixtures
 
 # Three Responses API operations joined chat's: past pytest's default 300 s on a loaded 2-core machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

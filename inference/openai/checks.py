@@ -1,7 +1,7 @@
 """Small type and range checks that raise OpenAI-shaped 400s naming the param."""
 
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, overload
 
 from sogni_platform.exceptions import ApiError
 
@@ -54,6 +54,10 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+@overload
+def get_str(obj: Mapping, key: str, param: str, *, required: Literal[True], allow_empty: bool = True) -> str: ...
+@overload
+def get_str(obj: Mapping, key: str, param: str, *, required: bool = False, allow_empty: bool = True) -> str | None: ...
 def get_str(obj: Mapping, key: str, param: str, *, required: bool = False, allow_empty: bool = True) -> str | None:
     value = obj.get(key)
     if value is None:

@@ -136,7 +136,7 @@ def normalise_messages(raw: Any) -> list[dict]:
             calls = _tool_calls(message, f"{param}.tool_calls")
             if content is None and not calls:
                 missing(f"{param}.content")
-            normalised = {"role": "assistant", "content": content or ""}
+            normalised: dict[str, Any] = {"role": "assistant", "content": content or ""}
             if calls:
                 normalised["tool_calls"] = calls
                 open_tool_calls = {call["id"] for call in calls}

@@ -10,7 +10,8 @@ from inference.openai.sampling import SAMPLING_DEFAULTS, SAMPLING_LIMITS
 def decimal_str(value: Decimal, *, places: int = 0) -> str:
     """Exact, without float noise or trailing zeros past `places` ("0.30", "60", "0.0375")."""
     normalised = value.normalize()
-    if normalised.as_tuple().exponent > -places:
+    exponent = normalised.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -places:
         normalised = normalised.quantize(Decimal(1).scaleb(-places))
     return f"{normalised:f}"
 

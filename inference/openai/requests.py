@@ -293,7 +293,7 @@ def _options(body: dict) -> dict[str, Any]:
         for name in ("temperature", "top_p", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
     }
     options |= {
-        "top_k": get_int(body, "top_k", "top_k", minimum=SAMPLING_LIMITS["top_k"]["minimum"]),
+        "top_k": get_int(body, "top_k", "top_k", minimum=int(SAMPLING_LIMITS["top_k"]["minimum"])),
         "stop": _stop(body),
         "seed": get_int(body, "seed", "seed", minimum=INT64_MIN, maximum=INT64_MAX),
         "parallel_tool_calls": get_bool(body, "parallel_tool_calls", "parallel_tool_calls"),

@@ -12,7 +12,6 @@ import string
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
 from inference.openai.reasoning import ThinkSplitter
 from sogni_platform.exceptions import ApiError
@@ -47,11 +46,6 @@ def sse_event(obj: Mapping) -> bytes:
 
 def sse_error(error: ApiError) -> bytes:
     return sse_event(error.body())
-
-
-def cost_payload(*, token_type: str, amount: Decimal, usd: Decimal) -> dict:
-    """Our `usage.cost` extension: what the call was charged, as exact decimal strings."""
-    return {"token_type": token_type, "amount": str(amount), "usd": str(usd)}
 
 
 def usage_payload(

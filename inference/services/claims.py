@@ -6,6 +6,7 @@ against the worker as a fault (inference.services.trust) and on Worker.discrepan
 """
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 
@@ -41,7 +42,7 @@ def job_counts(job: Job, *, output: str, claimed_completion: int | None, claimed
     completion, counting = completion_count(model=job.model, text=output, claimed=claimed_completion or 0)
     exact = counting == EXACT and job.token_counting == EXACT
     allowance = _allowance(job.request)
-    fields = {
+    fields: dict[str, Any] = {
         "completion_tokens": min(completion, job.max_tokens),
         "output_bytes": len(output.encode("utf-8")),
         "claimed_completion_tokens": claimed_completion,

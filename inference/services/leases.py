@@ -32,6 +32,7 @@ from billing.models import Hold
 from billing.services import job_release
 from inference.counting import completion_count
 from inference.models import Job, PlatformBeat, Worker
+from inference.protocol import CLOSE_HEARTBEAT_TIMEOUT
 from inference.relay import REPLY_ERROR, WORKER_KICK, send_on_commit
 from inference.selectors import model_resolve
 from inference.services.jobs import Relayed, _job_end, _locked, _requeue, job_done_message
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 # To a worker connection: forget this job (the platform took it back); the worker is told to cancel.
 # Its `fault` ("aborted", "failed") is recorded against the worker if the connection held the job.
 WORKER_JOB_REVOKE = "job.revoke"
-CLOSE_HEARTBEAT_TIMEOUT = 4009
 REAPER_BEAT = "lease_reaper"
 
 

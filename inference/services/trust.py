@@ -111,8 +111,12 @@ def owner_pause_count(*, owner_id: int, now: datetime) -> bool:
             Worker.objects.filter(owner_id=owner_id).filter(
                 Q(paused_until__isnull=True) | Q(paused_until__lt=trust.paused_until)
             ).update(paused_until=trust.paused_until)
-            logger.warning("owner %s paused until %s: workers paused %s times in a day", owner_id,
-                           trust.paused_until, trust.pauses_in_window)  # fmt: skip
+            logger.warning(
+                "owner %s paused until %s: workers paused %s times in a day",
+                owner_id,
+                trust.paused_until,
+                trust.pauses_in_window,
+            )
         trust.save()
     return paused
 

@@ -1,5 +1,6 @@
 """The worker registry: a connection registers, beats, drains and goes away."""
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -37,7 +38,7 @@ def _dispatch_models_on_commit(model_ids: list[str]) -> None:
     from inference.tasks import dispatch_queued_task
 
     for model_id in model_ids:
-        transaction.on_commit(lambda model_id=model_id: dispatch_queued_task.delay(model_id))
+        transaction.on_commit(functools.partial(dispatch_queued_task.delay, model_id))
 
 
 def worker_register(
@@ -107,7 +108,7 @@ def worker_register(
         worker.connected_at = now
         worker.last_heartbeat = now
         worker.save()
-        worker.served_models.set(accepted)
+        worker.served_models.set(accepted)  # type: ignore[arg-type]  # primary keys: model ids are strings
         if stale_channel:
             # The previous connection went silent without a disconnect (its server died).
             release_connection_jobs(channel_name=stale_channel, delivered=None)

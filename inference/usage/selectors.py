@@ -96,10 +96,10 @@ def usage_rows(*, user, days: int = DAYS, now: datetime.datetime | None = None) 
         .values("day", "model_id", "wallet__token_type")
         .annotate(amount=Sum("charged"), usd=Sum("usd_charged"))
     )
-    for item in holds:
-        target = row(item["day"], item["model_id"])
-        target.spend[item["wallet__token_type"]] += _exact(item["amount"])
-        target.spend_usd += _exact(item["usd"], USD_PLACES)
+    for hold in holds:
+        target = row(hold["day"], hold["model_id"])
+        target.spend[hold["wallet__token_type"]] += _exact(hold["amount"])
+        target.spend_usd += _exact(hold["usd"], USD_PLACES)
     return sorted(rows.values(), key=lambda r: (r.day, r.model_id))
 
 

@@ -1,15 +1,6 @@
 from django.urls import path
 
-from inference.usage import apis, views
+from inference.usage import apis
 
-app_name = "usage"
-
-# Dashboard pages (session login).
-urlpatterns = [
-    path("usage/", views.usage, name="usage"),
-    path("usage/export.csv", views.usage_export, name="usage-export"),
-    path("workers/", views.workers, name="workers"),
-]
-
-# Under v1/ (API key auth).
+# Under v1/ (API key auth). The usage pages are the dashboard's (dashboard/urls.py).
 api_urlpatterns = [path("generation", apis.GenerationApi.as_view(), name="generation")]

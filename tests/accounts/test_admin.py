@@ -5,7 +5,7 @@ from django.urls import reverse
 from accounts.admin import OPERATOR_DISABLED
 from accounts.models import ApiKey, ApiKeyAuditEvent
 from accounts.selectors import api_key_authenticate
-from tests.accounts.factories import PASSWORD, signed_up
+from tests.support.factories import PASSWORD, account_create
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def _secret_parts(api_key: ApiKey, raw: str) -> list[str]:
 
 
 def test_api_key_pages_show_the_masked_key_and_never_its_secret(client, operator):
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     api_key = user.api_key
     pages = [
         client.get(reverse("admin:accounts_apikey_changelist")),
@@ -40,7 +40,7 @@ def test_api_key_pages_show_the_masked_key_and_never_its_secret(client, operator
 
 
 def test_operator_disables_and_enables_keys_with_an_admin_action(client, operator):
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     changelist = reverse("admin:accounts_apikey_changelist")
 
     response = client.post(changelist, {"action": "disable_keys", "_selected_action": [user.api_key.pk]})
@@ -56,7 +56,7 @@ def test_operator_disables_and_enables_keys_with_an_admin_action(client, operato
 
 
 def test_audit_log_and_keys_cannot_be_edited_added_or_deleted(client, operator):
-    user, _ = signed_up("ada@example.com")
+    user, _ = account_create(email="ada@example.com")
     event = ApiKeyAuditEvent.objects.filter(api_key=user.api_key).first()
     assert client.get(reverse("admin:accounts_apikeyauditevent_add")).status_code == 403
     assert client.get(reverse("admin:accounts_apikey_add")).status_code == 403
@@ -70,7 +70,7 @@ def test_audit_log_and_keys_cannot_be_edited_added_or_deleted(client, operator):
 
 
 def test_staff_without_change_permission_cannot_run_the_actions(client, django_user_model):
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     viewer = django_user_model.objects.create_user("viewer@example.com", "correct horse battery staple", is_staff=True)
     from django.contrib.auth.models import Permission
 
@@ -86,7 +86,7 @@ def test_operators_find_accounts_by_signup_address_and_see_which_are_unverified(
     for n in range(2):
         form = {"email": f"farm{n}@example.com", "password1": PASSWORD, "password2": PASSWORD}
         Client(REMOTE_ADDR="198.51.100.23").post(reverse("accounts:signup"), form, REMOTE_ADDR="198.51.100.23")
-    signed_up("ada@example.com")
+    account_create(email="ada@example.com")
     changelist = reverse("admin:accounts_user_changelist")
     found = client.get(changelist, {"q": "198.51.100.23"}).content.decode()
     assert "farm0@example.com" in found and "farm1@example.com" in found and "ada@example.com" not in found

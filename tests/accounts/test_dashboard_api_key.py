@@ -5,7 +5,7 @@ from django.urls import reverse
 from accounts.models import ApiKeyAuditEvent
 from accounts.selectors import api_key_authenticate
 from accounts.services import api_key_disable
-from tests.accounts.factories import signed_up
+from tests.support.factories import account_create
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def _logged_in(user, **kwargs) -> Client:
 
 
 def test_owner_reveals_regenerates_disables_and_enables_their_key():
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     client = _logged_in(user)
 
     revealed = client.post(_url("reveal")).json()
@@ -48,7 +48,7 @@ def test_owner_reveals_regenerates_disables_and_enables_their_key():
     actions = list(user.api_key.audit_events.order_by("created_at", "id").values_list("action", "actor"))
     assert actions == [
         ("created", user.pk),
-        ("revealed", user.pk),  # signed_up() reveals once
+        ("revealed", user.pk),  # account_create() reveals once
         ("revealed", user.pk),
         ("regenerated", user.pk),
         ("disabled", user.pk),
@@ -58,8 +58,8 @@ def test_owner_reveals_regenerates_disables_and_enables_their_key():
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_one_user_cannot_act_on_another_users_key(action):
-    alice, alice_raw = signed_up("alice@example.com")
-    bob, bob_raw = signed_up("bob@example.com")
+    alice, alice_raw = account_create(email="alice@example.com")
+    bob, bob_raw = account_create(email="bob@example.com")
     alice_events = alice.api_key.audit_events.count()
     client = _logged_in(bob)
 
@@ -78,7 +78,7 @@ def test_one_user_cannot_act_on_another_users_key(action):
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_csrf_is_enforced(action):
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     api_key_disable(api_key=user.api_key, actor=user, reason="disabled by owner") if action == "enable" else None
     events = ApiKeyAuditEvent.objects.count()
     client = _logged_in(user, enforce_csrf_checks=True)
@@ -88,7 +88,7 @@ def test_csrf_is_enforced(action):
     assert raw not in refused.content.decode()
     assert ApiKeyAuditEvent.objects.count() == events
 
-    client.get(reverse("accounts:dashboard"))  # sets the CSRF cookie, as the browser's page load does
+    client.get(reverse("dashboard:index"))  # sets the CSRF cookie, as the browser's page load does
     token = client.cookies["csrftoken"].value
     accepted = client.post(_url(action), HTTP_X_CSRFTOKEN=token)
     assert accepted.status_code == 200
@@ -97,7 +97,7 @@ def test_csrf_is_enforced(action):
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_endpoints_require_login_and_post(client, action):
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     anonymous = client.post(_url(action))
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "not_authenticated"
@@ -107,8 +107,8 @@ def test_endpoints_require_login_and_post(client, action):
 
 
 def test_owner_cannot_re_enable_a_key_an_operator_disabled():
-    user, raw = signed_up("ada@example.com")
-    operator, _ = signed_up("ops@example.com")
+    user, raw = account_create(email="ada@example.com")
+    operator, _ = account_create(email="ops@example.com")
     api_key_disable(api_key=user.api_key, actor=operator, reason="disabled by operator")
     client = _logged_in(user)
 
@@ -124,7 +124,7 @@ def test_owner_cannot_re_enable_a_key_an_operator_disabled():
 def test_account_without_a_key_can_create_one_from_the_dialog(django_user_model):
     user = django_user_model.objects.create_user("admin@example.com", "correct horse battery staple")
     client = _logged_in(user)
-    assert client.get(reverse("accounts:dashboard")).status_code == 200
+    assert client.get(reverse("dashboard:index")).status_code == 200
     assert client.post(_url("reveal")).status_code == 404
     created = client.post(_url("regenerate")).json()
     assert api_key_authenticate(created["key"]).user == user

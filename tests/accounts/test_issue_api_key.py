@@ -8,7 +8,7 @@ from accounts.models import ApiKeyAuditEvent, User
 from accounts.selectors import api_key_authenticate
 from accounts.services import api_key_disable
 from billing.models import LedgerEntry, Wallet
-from tests.accounts.factories import signed_up
+from tests.support.factories import account_create
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def test_creates_the_account_verified_and_funded_and_prints_only_a_usable_key(ma
 
 
 def test_existing_account_gets_its_current_key_any_case():
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     assert _issue("ADA@example.com") == raw
     assert User.objects.count() == 1
 
@@ -48,7 +48,7 @@ def test_refuses_a_malformed_email_or_a_disabled_key():
     with pytest.raises(CommandError, match="Not a valid email"):
         _issue("not-an-email")
     assert User.objects.count() == 0
-    user, _ = signed_up("ada@example.com")
+    user, _ = account_create(email="ada@example.com")
     api_key_disable(api_key=user.api_key, actor=None, reason="disabled by operator")
     with pytest.raises(CommandError, match="disabled"):
         _issue("ada@example.com")

@@ -7,7 +7,7 @@ from accounts import keys
 from accounts.keys import parse_key
 from accounts.selectors import api_key_authenticate
 from accounts.services import api_key_regenerate
-from tests.accounts.factories import signed_up
+from tests.support.factories import account_create
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,7 @@ def _tables_containing(needle: str) -> set[str]:
 def test_no_table_holds_a_key_or_its_secret_in_plain_text():
     raws = []
     for email in ["ada@example.com", "bob@example.com"]:
-        user, raw = signed_up(email)
+        user, raw = account_create(email=email)
         raws += [raw, api_key_regenerate(api_key=user.api_key, actor=user)]
 
     for raw in raws:
@@ -44,7 +44,7 @@ def test_no_table_holds_a_key_or_its_secret_in_plain_text():
 
 
 def test_secrets_are_compared_in_constant_time_for_known_and_unknown_lookup_ids(monkeypatch):
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     calls = []
     real = hmac.compare_digest
 

@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ApiKey, ApiKeyAuditEvent, User
-from tests.accounts.factories import PASSWORD, signed_up
+from tests.support.factories import PASSWORD, account_create
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def _counts():
 def test_signup_creates_account_and_key_and_lands_on_dashboard(client):
     response = _signup(client, "New.Person@Example.com")
     assert response.status_code == 302
-    assert response.url == reverse("accounts:dashboard")
+    assert response.url == reverse("dashboard:index")
     user = User.objects.get()
     assert user.email == "new.person@example.com"
     assert user.api_key.is_enabled
@@ -45,7 +45,7 @@ def test_signup_creates_account_and_key_and_lands_on_dashboard(client):
     ],
 )
 def test_signup_errors_are_shown_and_create_nothing(client, email, password1, password2, field, message):
-    signed_up("ada@example.com")
+    account_create(email="ada@example.com")
     before = _counts()
     response = _signup(client, email, password1, password2)
     assert response.status_code == 200
@@ -58,37 +58,37 @@ def test_signup_errors_are_shown_and_create_nothing(client, email, password1, pa
 
 
 def test_login_is_case_insensitive_and_wrong_password_shows_an_error(client):
-    signed_up("ada@example.com")
+    account_create(email="ada@example.com")
     bad = client.post(reverse("accounts:login"), {"username": "ada@example.com", "password": "wrong"})
     assert bad.status_code == 200
     assert "Please enter a correct email and password" in bad.content.decode()
     assert "_auth_user_id" not in client.session
 
     good = client.post(reverse("accounts:login"), {"username": "ADA@Example.com", "password": PASSWORD})
-    assert good.status_code == 302 and good.url == reverse("accounts:dashboard")
+    assert good.status_code == 302 and good.url == reverse("dashboard:index")
 
 
 def test_logout_is_a_post_from_the_nav(client):
-    user, _ = signed_up("ada@example.com")
+    user, _ = account_create(email="ada@example.com")
     client.force_login(user)
-    page = client.get(reverse("accounts:dashboard")).content.decode()
+    page = client.get(reverse("dashboard:index")).content.decode()
     assert f'action="{reverse("accounts:logout")}"' in page
     assert client.get(reverse("accounts:logout")).status_code == 405  # GET does not log out
     response = client.post(reverse("accounts:logout"))
     assert response.status_code == 302
-    assert client.get(reverse("accounts:dashboard")).status_code == 302
+    assert client.get(reverse("dashboard:index")).status_code == 302
 
 
 def test_dashboard_requires_login(client):
-    response = client.get(reverse("accounts:dashboard"))
+    response = client.get(reverse("dashboard:index"))
     assert response.status_code == 302
     assert response.url.startswith(reverse("accounts:login") + "?next=")
 
 
 def test_dashboard_shows_both_sections_wallet_panel_base_url_and_curl_example(client):
-    user, raw = signed_up("ada@example.com")
+    user, raw = account_create(email="ada@example.com")
     client.force_login(user)
-    html = client.get(reverse("accounts:dashboard"), HTTP_HOST="127.0.0.1:8123").content.decode()
+    html = client.get(reverse("dashboard:index"), HTTP_HOST="127.0.0.1:8123").content.decode()
     assert "Account &amp; Wallet" in html and "Developer" in html
     assert "http://127.0.0.1:8123/v1" in html
     assert "curl http://127.0.0.1:8123/v1/models" in html
@@ -100,7 +100,7 @@ def test_dashboard_includes_the_billing_wallet_panel(client, settings, tmp_path)
     (tmp_path / "billing").mkdir()
     (tmp_path / "billing" / "wallet_panel.html").write_text("<p>wallet of {{ user.email }} via {{ request.path }}</p>")
     settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path, *settings.TEMPLATES[0]["DIRS"]]}]
-    user, _ = signed_up("ada@example.com")
+    user, _ = account_create(email="ada@example.com")
     client.force_login(user)
-    html = client.get(reverse("accounts:dashboard")).content.decode()
+    html = client.get(reverse("dashboard:index")).content.decode()
     assert "<p>wallet of ada@example.com via /dashboard/</p>" in html

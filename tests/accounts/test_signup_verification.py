@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from accounts.models import User
 from billing.models import LedgerEntry, Wallet
-from tests.accounts.factories import PASSWORD
 from tests.billing.test_concurrency import race
+from tests.support.factories import PASSWORD
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -91,7 +91,7 @@ def test_concurrent_signups_from_one_address_are_counted_one_after_another():
 def test_the_grant_waits_for_the_emailed_link_which_credits_it_exactly_once(client, mailoutbox):
     assert _signup("new@example.com", client).status_code == 302
     assert _spark("new@example.com") == 0 and _grants("new@example.com") == 0
-    dashboard = client.get(reverse("accounts:dashboard")).content.decode()
+    dashboard = client.get(reverse("dashboard:index")).content.decode()
     assert "Your 100 Spark starter grant awaits verification of your email address" in dashboard
     assert "Resend the email" in dashboard
 
@@ -109,7 +109,7 @@ def test_the_grant_waits_for_the_emailed_link_which_credits_it_exactly_once(clie
     again = client.get(link)
     assert again.status_code == 200 and "was already verified" in again.content.decode()
     assert _spark("new@example.com") == Decimal("100") and _grants("new@example.com") == 1
-    dashboard = client.get(reverse("accounts:dashboard")).content.decode()
+    dashboard = client.get(reverse("dashboard:index")).content.decode()
     assert "awaits verification" not in dashboard and "Resend the email" not in dashboard
 
 
@@ -129,7 +129,7 @@ def test_a_tampered_or_expired_link_verifies_nothing_and_a_resent_one_does(clien
     assert expired.status_code == 400 and "invalid or has expired" in expired.content.decode()
     assert _spark("late@example.com") == 0 and User.objects.get(email="late@example.com").email_verified_at is None
 
-    resent = client.post(reverse("accounts:email_verification_resend"), follow=True)
+    resent = client.post(reverse("dashboard:email_verification_resend"), follow=True)
     assert "We sent a new verification link to late@example.com." in resent.content.decode()
     assert len(mailoutbox) == 2
     assert client.get(_link(mailoutbox[1])).status_code == 200
@@ -138,26 +138,26 @@ def test_a_tampered_or_expired_link_verifies_nothing_and_a_resent_one_does(clien
 
 def test_resend_is_throttled_per_account(client, mailoutbox, settings):
     _signup("again@example.com", client)
-    refused = client.post(reverse("accounts:email_verification_resend"))
+    refused = client.post(reverse("dashboard:email_verification_resend"))
     assert refused.status_code == 429
     assert "A verification email was sent moments ago. You can ask for another in" in refused.content.decode()
     assert 1 <= int(refused["Retry-After"]) <= 61
     assert len(mailoutbox) == 1
 
     settings.EMAIL_VERIFICATION_RESEND_SECONDS = 0
-    assert client.post(reverse("accounts:email_verification_resend")).status_code == 302
+    assert client.post(reverse("dashboard:email_verification_resend")).status_code == 302
     assert len(mailoutbox) == 2
-    assert client.get(reverse("accounts:email_verification_resend")).status_code == 405
+    assert client.get(reverse("dashboard:email_verification_resend")).status_code == 405
 
     client.get(_link(mailoutbox[1]))
-    done = client.post(reverse("accounts:email_verification_resend"), follow=True)
+    done = client.post(reverse("dashboard:email_verification_resend"), follow=True)
     assert "Your email address is already verified." in done.content.decode()
     assert len(mailoutbox) == 2
 
 
 def test_an_unverified_account_claims_no_daily_bonus_until_it_is_verified(client, mailoutbox):
     _signup("bonus@example.com", client)
-    assert "Verify your email address to claim the daily bonus." in client.get(reverse("accounts:dashboard")).text
+    assert "Verify your email address to claim the daily bonus." in client.get(reverse("dashboard:index")).text
     refused = client.post(reverse("billing:daily-bonus"), follow=True).text
     assert "Verify your email address first: the daily bonus goes to verified accounts." in refused
     assert _spark("bonus@example.com") == 0
@@ -174,5 +174,5 @@ def test_a_mail_server_that_cannot_be_reached_does_not_lose_the_signup(client, s
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
     assert _signup("offline@example.com", client).status_code == 302
     assert User.objects.get(email="offline@example.com").verification_sent_at is None  # resend is open at once
-    retried = client.post(reverse("accounts:email_verification_resend"), follow=True).text
+    retried = client.post(reverse("dashboard:email_verification_resend"), follow=True).text
     assert "The email could not be sent just now. Please try again in a few minutes." in retried

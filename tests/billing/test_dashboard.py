@@ -19,7 +19,7 @@ def logged_in(client, make_user):
 
 
 def test_panel_shows_balances_bonus_button_packages_and_transactions(client, logged_in):
-    page = client.get(reverse("accounts:dashboard")).content.decode()
+    page = client.get(reverse("dashboard:index")).content.decode()
     assert 'data-token-type="spark"' in page and 'data-token-type="sogni"' in page
     assert "Claim daily bonus" in page
     assert "Buy 1,000 Spark for $5" in page and "Buy 5,000 Spark for $25" in page

@@ -14,11 +14,10 @@ import pytest
 
 from accounts.services import user_signup
 from billing.models import TopUp
-from tests.accounts.factories import verified_signup
+from tests.support.factories import PASSWORD, verified_signup
 from tests.support.processes import free_port, start_daphne
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
-PASSWORD = "correct horse battery"
 
 
 class StripeStandIn(BaseHTTPRequestHandler):

@@ -14,7 +14,8 @@ from billing.models import LedgerEntry, Wallet
 from inference.models import Job, Worker
 from inference.services import job_dispatch
 from tests.inference.platform import job_queued, worker_online
-from tests.usage.factories import QWEN, SMOLLM2, days_ago, job_make, sogni_grant, worker_make
+from tests.support.factories import QWEN, SMOLLM2
+from tests.usage.factories import days_ago, job_make, sogni_grant, worker_make
 
 pytestmark = pytest.mark.django_db
 

@@ -14,15 +14,11 @@ import pytest
 from playwright.sync_api import expect
 
 from inference.models import Job, Worker
+from tests.support.factories import PASSWORD, SMOLLM2, account_create
 from tests.support.processes import wait_until
-from tests.support.workers import PASSWORD, SMOLLM2, account_create, wait_worker_online, worker_row
+from tests.support.workers import wait_worker_online, worker_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing():
-    """Overrides the conftest's: daphne must be able to check the passwords the test sets."""
 
 
 SCRIPTED = {"engine": "scripted", "extra": ["--scripted-rate", "0", "--scripted-tokens", "6"]}

@@ -1,7 +1,7 @@
 import pytest
 
 from tests.e2e.charging_checks import limits_lifted, sogni_rate_set
-from tests.support.workers import account_create
+from tests.support.factories import account_create
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import openai
 import pytest
 
 from tests.e2e.charging_checks import job_of, ledger_is_sound
-from tests.support.workers import SMOLLM2, worker_row
+from tests.support.factories import SMOLLM2
+from tests.support.workers import worker_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

@@ -19,9 +19,9 @@ from tests.e2e.charging_checks import (
     job_of,
     ledger_is_sound,
 )
+from tests.support.factories import SMOLLM2, account_create
 from tests.support.openai_schema import validate
 from tests.support.processes import wait_until
-from tests.support.workers import SMOLLM2, account_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

@@ -8,10 +8,10 @@ import pytest
 from playwright.sync_api import expect
 
 from inference.catalog import catalog_seed
+from tests.support.factories import PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-PASSWORD = "correct horse battery staple"
 KEY = re.compile(r"sk-sogni-[A-Za-z0-9]{12}-[A-Za-z0-9]{40}")
 MASKED = re.compile(r"sk-sogni-[A-Za-z0-9]{4}•{8}")
 

@@ -11,8 +11,8 @@ import uuid
 import httpx
 import pytest
 
+from tests.support.factories import SMOLLM2
 from tests.support.processes import ARTIFACTS, ROOT, Process, free_port, wait_until
-from tests.support.workers import SMOLLM2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

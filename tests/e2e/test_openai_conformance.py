@@ -16,28 +16,12 @@ import openai
 import pytest
 
 from tests.e2e.charging_checks import assert_charged, ledger_is_sound
+from tests.support.factories import SMOLLM2, TIME, WEATHER, account_create
 from tests.support.openai_schema import validate
-from tests.support.workers import SMOLLM2, account_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 SCRIPTED = "qwen3.5-35b-a3b-abliterated-gguf-q4km"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-TIME = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "Current time in a city",
-        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
-    },
-}
 LLAMA = {"model": SMOLLM2, "temperature": 0, "max_tokens": 8}
 
 

@@ -10,23 +10,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support.processes import start_daphne
-from tests.support.workers import PASSWORD, SMOLLM2
+from tests.support.factories import PASSWORD, SMOLLM2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def two_daphnes(live_env):
-    first = start_daphne(live_env)
-    try:
-        second = start_daphne(live_env)
-    except Exception:
-        first.stop()
-        raise
-    yield first.extra["url"], second.extra["url"]
-    first.stop()
-    second.stop()
 
 
 def worker_socket(url: str, key: str) -> ClientConnection:
@@ -61,7 +47,7 @@ def dashboard_session(url: str, email: str) -> httpx.Client:
 def test_the_owner_disabling_its_key_on_one_server_closes_its_workers_on_both_within_two_seconds(
     two_daphnes, operator, catalog
 ):
-    first, second = two_daphnes
+    first, second = (process.extra["url"] for process in two_daphnes)
     browser = dashboard_session(second, operator.user.email)
     with worker_socket(first, operator.key) as on_first, worker_socket(second, operator.key) as on_second:
         hello(on_first, "on-first")
@@ -81,7 +67,7 @@ def test_an_operator_regenerating_the_key_closes_workers_on_another_server_withi
 ):
     from accounts.services import api_key_regenerate
 
-    first, _ = two_daphnes
+    first = two_daphnes[0].extra["url"]
     with worker_socket(first, operator.key) as socket:
         hello(socket, "elsewhere")
         started = time.monotonic()

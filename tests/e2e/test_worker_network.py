@@ -12,8 +12,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.support.factories import SMOLLM2, account_create
 from tests.support.processes import wait_until
-from tests.support.workers import BOGUS_KEY, SMOLLM2, account_create, wait_worker_gone, worker_row
+from tests.support.workers import BOGUS_KEY, wait_worker_gone, worker_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

@@ -3,14 +3,7 @@ eagerly (the embedded mode's configuration) so dispatch happens in-process."""
 
 import pytest
 
-from tests.inference.platform import account_create
-
-
-@pytest.fixture
-def catalog(transactional_db):
-    from inference.catalog import catalog_seed
-
-    catalog_seed()
+from tests.support.factories import account_create
 
 
 @pytest.fixture

@@ -14,9 +14,7 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from channels.testing import WebsocketCommunicator
 
-PASSWORD = "correct horse battery staple"
-SMOLLM2 = "smollm2-135m-instruct-q4_1"
-QWEN = "qwen3.5-35b-a3b-gguf-q4km"
+from tests.support.factories import SMOLLM2
 
 
 def worker_online(owner, name: str, *, slots: int = 1, models=(SMOLLM2,), channel: str | None = None):
@@ -101,20 +99,6 @@ def application():
     from sogni_platform.asgi import application
 
     return application
-
-
-@dataclass
-class Account:
-    user: object
-    key: str
-
-
-def account_create(*, email: str) -> Account:
-    from accounts.services import api_key_reveal
-    from tests.accounts.factories import verified_signup
-
-    user = verified_signup(email=email, password=PASSWORD)
-    return Account(user=user, key=api_key_reveal(api_key=user.api_key, actor=user))
 
 
 class WorkerSocket:

@@ -8,7 +8,7 @@ from django.test import Client
 from accounts.models import User
 from inference.models import LlmModel, Worker
 from inference.services import job_create, worker_register
-from tests.inference.platform import SMOLLM2
+from tests.support.factories import SMOLLM2
 
 
 @pytest.fixture

@@ -7,16 +7,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 
 from inference.models import Job, Worker
-from tests.inference.platform import (
-    QWEN,
-    SMOLLM2,
-    HttpCall,
-    WorkerSocket,
-    backend_pid,
-    run,
-    smollm2_count,
-    wait_until_blocked_by,
-)
+from tests.inference.platform import HttpCall, WorkerSocket, backend_pid, run, smollm2_count, wait_until_blocked_by
+from tests.support.factories import QWEN, SMOLLM2
 
 HI = [{"role": "user", "content": "Say hello"}]
 

@@ -13,7 +13,8 @@ from tests.e2e.charging_checks import (
     ledger_is_sound,
     sogni_rate_set,
 )
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run, smollm2_count, smollm2_prompt_count
+from tests.inference.platform import HttpCall, WorkerSocket, run, smollm2_count, smollm2_prompt_count
+from tests.support.factories import SMOLLM2
 
 HI = [{"role": "user", "content": "Say hello"}]
 

@@ -5,7 +5,8 @@ import time
 
 from billing.models import Hold
 from inference.models import Job
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run
+from tests.inference.platform import HttpCall, WorkerSocket, run
+from tests.support.factories import SMOLLM2
 
 
 def test_a_done_ends_the_stream_and_settles_with_no_celery_worker_running(platform, operator, customer):

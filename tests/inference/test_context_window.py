@@ -5,7 +5,8 @@ import asyncio
 from billing.models import Hold
 from inference.counting import model_counter
 from inference.models import Job, LlmModel, Worker
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run, smollm2_prompt_count
+from tests.inference.platform import HttpCall, WorkerSocket, run, smollm2_prompt_count
+from tests.support.factories import SMOLLM2
 
 LONG = [{"role": "user", "content": "hello " * 2100}]  # past SmolLM2's 2,048 tokens
 

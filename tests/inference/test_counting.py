@@ -13,16 +13,8 @@ from inference.openai.requests import parse_chat_request
 from inference.services.claims import claim_off
 from sogni_worker.engines import default_model_path
 from sogni_worker.engines.llama_cpp_engine import LlamaCppEngine
-from tests.inference.platform import QWEN, SMOLLM2
+from tests.support.factories import QWEN, SMOLLM2, WEATHER
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 CONVERSATIONS = {
     "one line": [{"role": "user", "content": "Hello there"}],
     "system and turns": [
@@ -64,6 +56,7 @@ def request_of(body: dict) -> dict:
     return parse_chat_request(json.dumps(body).encode(), content_type="application/json", headers={}).engine_request()
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("name", CONVERSATIONS)
 def test_prompt_counts_are_llama_cpps(smollm2, llama, name):
     messages = CONVERSATIONS[name]
@@ -71,6 +64,7 @@ def test_prompt_counts_are_llama_cpps(smollm2, llama, name):
     assert model_counter(smollm2).prompt(request_of({"messages": messages})) == usage["prompt_tokens"]
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize(
     "body",
     [
@@ -95,6 +89,7 @@ def test_tool_bearing_prompts_count_as_the_worker_engine_counts_them(smollm2, en
     assert model_counter(smollm2).prompt(request) == finish.prompt_tokens
 
 
+@pytest.mark.engine
 def test_an_honest_engines_completion_claim_is_within_tolerance(smollm2, engine):
     request = request_of({"messages": CONVERSATIONS["system and turns"]})
     items = list(engine.generate({**request, "max_tokens": 48, "temperature": 0}, threading.Event()))

@@ -21,7 +21,8 @@ from inference.services import (
     jobs_dispatch_queued,
     worker_set_draining,
 )
-from tests.inference.platform import QWEN, SMOLLM2, backend_pid, job_queued, run, wait_until_blocked_by, worker_online
+from tests.inference.platform import backend_pid, job_queued, run, wait_until_blocked_by, worker_online
+from tests.support.factories import QWEN, SMOLLM2
 
 
 @contextlib.contextmanager

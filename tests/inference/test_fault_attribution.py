@@ -13,15 +13,8 @@ from django.urls import reverse
 from accounts.models import User
 from billing.models import LedgerEntry
 from inference.models import Job, Worker
-from tests.inference.platform import (
-    SMOLLM2,
-    HttpCall,
-    WorkerSocket,
-    run,
-    smollm2_count,
-    smollm2_prompt_count,
-    wait_for,
-)
+from tests.inference.platform import HttpCall, WorkerSocket, run, smollm2_count, smollm2_prompt_count, wait_for
+from tests.support.factories import SMOLLM2
 
 HI = [{"role": "user", "content": "Say hello"}]
 SECRET = "operator-internal-detail /srv/gpu7 token=abc123"

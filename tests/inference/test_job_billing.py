@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from tests.billing.invariants import ledger_invariants  # noqa: F401  (autouse)
-from tests.inference.platform import SMOLLM2, account_create
+from tests.support.factories import SMOLLM2, account_create
 
 pytestmark = pytest.mark.django_db
 

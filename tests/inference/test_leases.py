@@ -18,7 +18,8 @@ from inference.services import job_mark_running
 from inference.services.jobs import Relayed
 from inference.services.leases import Progress, holds_release_orphaned, jobs_lease_renew, jobs_progress_save
 from inference.tasks import reap_leases_task
-from tests.inference.platform import SMOLLM2, job_queued, run, smollm2_count, worker_online
+from tests.inference.platform import job_queued, run, smollm2_count, worker_online
+from tests.support.factories import SMOLLM2
 
 
 def held_job(user, reply_channel: str) -> Job:

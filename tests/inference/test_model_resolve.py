@@ -5,7 +5,7 @@ import time
 
 from inference.models import LlmModel
 from inference.selectors import model_resolve
-from tests.inference.platform import SMOLLM2
+from tests.support.factories import SMOLLM2
 
 
 def test_a_model_disabled_in_this_process_is_refused_by_the_next_request(catalog, django_assert_num_queries):

@@ -10,7 +10,8 @@ from inference.counting import model_counter
 from inference.models import Job, LlmModel
 from tests.billing.invariants import ledger_invariants  # noqa: F401  (autouse)
 from tests.e2e.charging_checks import balances, entries_of, expected_usd, held, in_tokens, sogni_rate_set
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run, smollm2_count
+from tests.inference.platform import HttpCall, WorkerSocket, run, smollm2_count
+from tests.support.factories import SMOLLM2
 
 # 1,500 words: its platform count is far above the 3 tokens delivered.
 LONG_PROMPT = [{"role": "user", "content": " ".join(["word"] * 1500)}]

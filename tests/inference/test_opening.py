@@ -14,7 +14,8 @@ from inference.models import Job, LlmModel, Worker
 from inference.relay import WORKER_JOB_ASSIGN, ReplyReader
 from inference.services.jobs import job_insert
 from inference.services.opening import job_open_at_once
-from tests.inference.platform import SMOLLM2, job_unwritten, run, worker_online
+from tests.inference.platform import job_unwritten, run, worker_online
+from tests.support.factories import SMOLLM2
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="one statement on PostgreSQL only")
 

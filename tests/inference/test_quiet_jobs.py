@@ -5,7 +5,8 @@ from asgiref.sync import sync_to_async
 
 from billing.models import Hold
 from inference.models import Job
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, run
+from tests.inference.platform import HttpCall, WorkerSocket, run
+from tests.support.factories import SMOLLM2
 
 HI = [{"role": "user", "content": "Say hello"}]
 

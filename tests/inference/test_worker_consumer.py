@@ -13,16 +13,8 @@ from billing.models import Hold
 from inference.models import Job, Worker
 from inference.selectors import online_worker_counts
 from inference.services import worker_ban, worker_unban
-from tests.inference.platform import (
-    QWEN,
-    SMOLLM2,
-    HttpCall,
-    WorkerSocket,
-    account_create,
-    run,
-    smollm2_count,
-    wait_for,
-)
+from tests.inference.platform import HttpCall, WorkerSocket, run, smollm2_count, wait_for
+from tests.support.factories import QWEN, SMOLLM2, account_create
 
 HI = [{"role": "user", "content": "Say hello"}]
 BOGUS_KEY = "sk-sogni-AAAAAAAAAAAA-" + "b" * 40

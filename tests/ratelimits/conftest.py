@@ -1,7 +1,7 @@
 import pytest
 
 from accounts.services import api_key_reveal
-from tests.accounts.factories import verified_signup
+from tests.support.factories import verified_signup
 
 
 @pytest.fixture
@@ -9,7 +9,7 @@ def account():
     """A new account and its raw API key."""
 
     def make(email: str = "limits@example.com"):
-        user = verified_signup(email=email, password="correct horse battery")
+        user = verified_signup(email=email)
         return user, api_key_reveal(api_key=user.api_key, actor=user)
 
     return make

@@ -3,22 +3,7 @@
 import httpx
 import pytest
 
-from tests.support.processes import start_daphne
-
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def two_daphnes(live_env):
-    first = start_daphne(live_env)
-    try:
-        second = start_daphne(live_env)
-    except Exception:
-        first.stop()
-        raise
-    yield first, second
-    first.stop()
-    second.stop()
 
 
 def test_limit_holds_across_two_daphne_processes(two_daphnes, account):

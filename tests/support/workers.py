@@ -10,27 +10,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.support.factories import SMOLLM2, Account, account_create
 from tests.support.processes import BIN, Process, start_process, wait_until
 
-SMOLLM2 = "smollm2-135m-instruct-q4_1"
-PASSWORD = "correct horse battery staple"
 # Invalid: the right shape, a lookup id no account has.
 BOGUS_KEY = "sk-sogni-AAAAAAAAAAAA-" + "b" * 40
-
-
-@dataclass
-class Account:
-    user: object
-    key: str
-
-
-def account_create(*, email: str) -> Account:
-    """A verified account with its API key, committed (signup creates the key)."""
-    from accounts.services import api_key_reveal
-    from tests.accounts.factories import verified_signup
-
-    user = verified_signup(email=email, password=PASSWORD)
-    return Account(user=user, key=api_key_reveal(api_key=user.api_key, actor=user))
 
 
 def worker_args(*, url: str, name: str, engine: str, models: list[str], slots: int, extra: list[str]) -> list[str]:

@@ -14,9 +14,7 @@ from billing.models import Hold, LedgerEntry
 from billing.services import job_hold, job_settle
 from inference.models import Job, LlmModel, Worker
 from inference.openai.responses import completion_id
-
-SMOLLM2 = "smollm2-135m-instruct-q4_1"
-QWEN = "qwen3.5-35b-a3b-gguf-q4km"
+from tests.support.factories import SMOLLM2
 
 
 def days_ago(days: int, *, hour: int = 12) -> datetime.datetime:

@@ -7,7 +7,8 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_reveal
 from inference.models import Job, Worker
-from tests.usage.factories import SMOLLM2, job_make, worker_make
+from tests.support.factories import SMOLLM2
+from tests.usage.factories import job_make, worker_make
 
 pytestmark = pytest.mark.django_db
 

@@ -8,31 +8,9 @@ import pytest
 
 from sogni_worker.engines import Delta, EngineError, Finish, default_model_path
 from sogni_worker.engines.llama_cpp_engine import LlamaCppEngine
+from tests.support.factories import TIME, WEATHER
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 20}},
-            "required": ["city"],
-        },
-    },
-}
-TIME = {
-    "type": "function",
-    "function": {
-        "name": "get_time",
-        "description": "Current time in a timezone",
-        "parameters": {
-            "type": "object",
-            "properties": {"zone": {"type": "string", "maxLength": 20}},
-            "required": ["zone"],
-        },
-    },
-}
+pytestmark = pytest.mark.engine
 
 
 @pytest.fixture(scope="module")

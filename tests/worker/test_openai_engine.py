@@ -10,20 +10,8 @@ import pytest
 
 from sogni_worker.engines import Delta, EngineError, Finish, default_model_path
 from sogni_worker.engines.openai_engine import OpenAIEngine, upstream_error
+from tests.support.factories import WEATHER
 from tests.support.processes import free_port, start_process, wait_until
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "maxLength": 20}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 @pytest.fixture(scope="module")

@@ -107,8 +107,9 @@ def _add_engine_options(parser: argparse.ArgumentParser, engines: tuple[str, ...
         default=int(env("SOGNI_SCRIPTED_TOKENS", "16")),
         help="tokens in a reply before it stops, unless max_tokens is lower (default 16)",
     )
-    parser.add_argument("--log-level", default=env("SOGNI_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])  # fmt: skip
+    parser.add_argument(
+        "--log-level", default=env("SOGNI_LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
 
 
 def worker_parser() -> argparse.ArgumentParser:
@@ -134,9 +135,16 @@ def worker_parser() -> argparse.ArgumentParser:
         default=env("SOGNI_WORKER_NAME", socket.gethostname()[:64] or "worker"),
         help="worker name shown to the platform, 1-64 chars (default: host name)",
     )
-    parser.add_argument("--models", "--model", nargs="+", action="extend", dest="models", default=[],
-                        help=f"platform model id(s) served, space or comma separated "
-                        f"(default {DEFAULT_MODEL_ID} with the default llama-cpp model)")  # fmt: skip
+    parser.add_argument(
+        "--models",
+        "--model",
+        nargs="+",
+        action="extend",
+        dest="models",
+        default=[],
+        help=f"platform model id(s) served, space or comma separated "
+        f"(default {DEFAULT_MODEL_ID} with the default llama-cpp model)",
+    )
     _add_engine_options(parser, ENGINES)
     return parser
 
@@ -189,9 +197,13 @@ def build_engine(parser: argparse.ArgumentParser, args: argparse.Namespace) -> E
         except OSError as exc:
             parser.error(f"--chat-template: {exc}")
     return LlamaCppEngine(
-        model_path=path, n_ctx=args.n_ctx, n_threads=args.n_threads, instances=args.slots,
-        n_gpu_layers=args.n_gpu_layers, chat_template=template,
-    )  # fmt: skip
+        model_path=path,
+        n_ctx=args.n_ctx,
+        n_threads=args.n_threads,
+        instances=args.slots,
+        n_gpu_layers=args.n_gpu_layers,
+        chat_template=template,
+    )
 
 
 def _check_worker_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -260,9 +272,13 @@ def main(argv: list[str] | None = None) -> int:
 
     engine = build_engine(parser, args)
     config = WorkerConfig(
-        platform=args.platform, api_key=args.api_key, name=args.name, models=args.models, slots=args.slots,
+        platform=args.platform,
+        api_key=args.api_key,
+        name=args.name,
+        models=args.models,
+        slots=args.slots,
         hardware=hardware_summary(),
-    )  # fmt: skip
+    )
     try:
         return _run(Worker(config, engine).run())
     finally:

@@ -171,16 +171,27 @@ class Worker:
     async def _serve_open(self, ws: ClientConnection) -> None:
         c = self.config
         await self._send(
-            ws, protocol.hello(worker_name=c.name, models=c.models, slots=c.slots, engine=self.engine.name,
-                               version=__version__, hardware=c.hardware, worker_id=self._worker_id),
-        )  # fmt: skip
+            ws,
+            protocol.hello(
+                worker_name=c.name,
+                models=c.models,
+                slots=c.slots,
+                engine=self.engine.name,
+                version=__version__,
+                hardware=c.hardware,
+                worker_id=self._worker_id,
+            ),
+        )
         welcome = await self._welcome(ws)
         self._worker_id = str(welcome.get("worker_id") or "")
         interval = float(welcome.get("heartbeat_interval") or 5.0)
         log.info(
             "registered as worker %s serving %s (%d slot(s), heartbeat every %.1f s)",
-            welcome.get("worker_id"), welcome.get("models"), c.slots, interval,
-        )  # fmt: skip
+            welcome.get("worker_id"),
+            welcome.get("models"),
+            c.slots,
+            interval,
+        )
         if welcome.get("rejected_models"):
             log.warning("the platform does not know these model ids: %s", welcome["rejected_models"])
         if not welcome.get("models", c.models):
@@ -326,14 +337,18 @@ class Worker:
         try:
             async for item in coalesced(generation):
                 if isinstance(item, Finish):
-                    frame = {"type": "done", "job_id": job_id, "finish_reason": item.finish_reason,
-                             "usage": item.usage()}  # fmt: skip
-                    await self._emit(ws, frame)
+                    done = {
+                        "type": "done",
+                        "job_id": job_id,
+                        "finish_reason": item.finish_reason,
+                        "usage": item.usage(),
+                    }
+                    await self._emit(ws, done)
                     log.info("job %s: done (%s, %s)", job_id, item.finish_reason, item.usage())
                     return
                 if job.cancel.is_set():
                     raise EngineError("cancelled", "the job was cancelled")
-                frame = {"type": "delta", "job_id": job_id, "tokens": item.tokens}
+                frame: dict[str, Any] = {"type": "delta", "job_id": job_id, "tokens": item.tokens}
                 if item.content:
                     frame["content"] = item.content
                 if item.reasoning:

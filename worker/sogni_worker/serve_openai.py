@@ -19,8 +19,15 @@ from .streaming import Generation, merge
 
 log = logging.getLogger("sogni_worker.serve")
 MAX_BODY = 8 * 1024 * 1024
-_STATUS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-           500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+_STATUS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 _ERROR_STATUS = {"invalid_request": 400, "context_length_exceeded": 400, "overloaded": 503}
 
 
@@ -143,8 +150,11 @@ class OpenAIServer:
             await conn.writer.drain()
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {**base, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+            return {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
 
         await event(chunk({"role": "assistant", "content": ""}))
         try:
@@ -185,10 +195,13 @@ class OpenAIServer:
             message["reasoning_content"] = merged.reasoning
         if merged.tool_calls:
             message["tool_calls"] = [
-                {"id": f.get("id", ""), "type": "function",
-                 "function": {"name": f.get("name", ""), "arguments": f.get("arguments", "")}}
+                {
+                    "id": f.get("id", ""),
+                    "type": "function",
+                    "function": {"name": f.get("name", ""), "arguments": f.get("arguments", "")},
+                }
                 for f in merged.tool_calls
-            ]  # fmt: skip
+            ]
         choice = {"index": 0, "message": message, "finish_reason": item.finish_reason}
         await conn.send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": _usage(item)})
 

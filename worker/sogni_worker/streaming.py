@@ -106,7 +106,7 @@ async def coalesced(generation: Generation) -> AsyncIterator[Delta | Finish]:
     """
     last_sent = float("-inf")
     while True:
-        item = await generation.get()
+        item: Delta | Finish | None = await generation.get()
         batch: list[Delta] = []
         finish: Finish | None = None
         while item is not None:

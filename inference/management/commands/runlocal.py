@@ -142,7 +142,7 @@ class Command(BaseCommand):
                 children.append((name, _spawn(args, env), STOP_SECONDS))
         if not self._wait(lambda: _healthy(url), "daphne", daphne, timeout=60, what=f"{url}/healthz answering"):
             return None
-        if worker_args is not None:
+        if worker_args is not None and key is not None:
             worker = _spawn(worker_args, {**env, "SOGNI_API_KEY": key})
             children.insert(0, ("the local worker", worker, WORKER_DRAIN_SECONDS))
             online = lambda: model_has_online_worker(model_id=LOCAL_MODEL)  # noqa: E731

@@ -6,11 +6,10 @@ import json
 import pytest
 from django.test import Client
 
-from accounts.services import api_key_reveal
 from billing.models import Hold, LedgerEntry
 from inference.models import Job
-from tests.accounts.factories import verified_signup
 from tests.inference.openai.test_requests_invalid import CASES
+from tests.support.factories import account_create
 from tests.support.openai_schema import validate
 
 # Committed rows: the view reads the key in a pool thread of its own, as it does in production.
@@ -18,10 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def key(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; not under test here
-    user = verified_signup(email="bad-requests@example.com", password="correct horse battery")
-    return api_key_reveal(api_key=user.api_key, actor=user)
+def key():
+    return account_create(email="bad-requests@example.com").key
 
 
 def _post(key, raw, content_type="application/json"):

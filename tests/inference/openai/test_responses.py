@@ -2,7 +2,6 @@
 
 import json
 import re
-from decimal import Decimal
 
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
@@ -13,7 +12,6 @@ from inference.openai.responses import (
     SSE_KEEPALIVE,
     ChatCompletionAccumulator,
     completion_id,
-    cost_payload,
     sse_error,
     sse_event,
     usage_payload,
@@ -21,7 +19,7 @@ from inference.openai.responses import (
 from sogni_platform.exceptions import ApiError, InsufficientBalance, ServiceUnavailable
 from tests.support.openai_schema import validate
 
-COST = cost_payload(token_type="spark", amount=Decimal("0.001620"), usd=Decimal("0.0000081"))
+COST = {"token_type": "spark", "amount": "0.001620", "usd": "0.0000081"}  # usage.cost, exact decimal strings
 USAGE = usage_payload(prompt_tokens=12, completion_tokens=6, reasoning_tokens=2, cost=COST)
 
 PLAIN = [{"content": "Hel", "tokens": 1}, {"content": "lo!", "tokens": 1}]

@@ -16,7 +16,7 @@ import queue
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ class _Run:
         self.generated = 0
         self.reported = 0
         self.finish = "stop"
-        self.params = {
+        self.params: dict[str, Any] = {
             "temp": float(_get(request, "temperature", 1.0)),
             "top_p": float(_get(request, "top_p", 1.0)),
             "top_k": int(_get(request, "top_k", 40)),
@@ -67,7 +67,7 @@ class _Run:
     def tokens(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
-    def sample(self, text: str, *, grammar: Any = None, stop: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
+    def sample(self, text: str, *, grammar: Any = None, stop: tuple[str, ...] = ()) -> Generator[tuple[str, int]]:
         """(text, tokens) per sampled token; text held back while it may begin a stop string.
 
         Sets self.finish to "stop" (end of generation or a stop string) or "length" (budget spent).
@@ -130,10 +130,13 @@ class LlamaCppEngine(Engine):
         for _ in range(instances):
             self.pool.put(
                 llama_cpp.Llama(
-                    model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
+                    model_path=str(model_path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    n_gpu_layers=n_gpu_layers,
                     verbose=False,
                 )
-            )  # fmt: skip
+            )
         self.renderer = ChatRenderer.from_llama(self.pool.queue[0], chat_template=chat_template)
         self.style = self.renderer.style
 
@@ -191,8 +194,16 @@ class LlamaCppEngine(Engine):
             if text:
                 yield Delta(content=text, tokens=run.take())
 
-    def _tools(self, run: _Run, prompt: str, tools: list, names: list[str], must_call: bool, forced: str | None,
-               stop: tuple[str, ...]) -> Iterator[Delta]:  # fmt: skip
+    def _tools(
+        self,
+        run: _Run,
+        prompt: str,
+        tools: list,
+        names: list[str],
+        must_call: bool,
+        forced: str | None,
+        stop: tuple[str, ...],
+    ) -> Iterator[Delta]:
         style = self.style
         if forced is not None:
             name, prompt = forced, prompt + style.call_open + forced + style.name_close

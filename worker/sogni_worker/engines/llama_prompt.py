@@ -32,7 +32,7 @@ HERMES_MARKER = "<tool_call>"
 
 
 def template_speaks_hermes_tools(template: str | None) -> bool:
-    return bool(template) and "tools" in template and HERMES_MARKER in template
+    return template is not None and "tools" in template and HERMES_MARKER in template
 
 
 def gbnf_literal(text: str) -> str:
@@ -73,10 +73,15 @@ def native_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         m = {**message, "content": _text(message.get("content"))}
         if message.get("tool_calls"):
             m["tool_calls"] = [
-                {**call, "function": {**call.get("function", {}),
-                                      "arguments": _arguments_object(call.get("function", {}).get("arguments"))}}
+                {
+                    **call,
+                    "function": {
+                        **call.get("function", {}),
+                        "arguments": _arguments_object(call.get("function", {}).get("arguments")),
+                    },
+                }
                 for call in message["tool_calls"]
-            ]  # fmt: skip
+            ]
         out.append(m)
     return out
 
@@ -157,6 +162,7 @@ class ChatRenderer:
         messages = native_messages(request["messages"]) if native else flat_messages(request["messages"], tools)
         kwargs = dict(request.get("chat_template_kwargs") or {})
         try:
-            return self.formatter(messages=messages, tools=tools if native else None, **kwargs).prompt
+            formatter: Any = self.formatter  # llama_cpp types messages and tools as its own TypedDicts
+            return formatter(messages=messages, tools=tools if native else None, **kwargs).prompt
         except (jinja2.TemplateError, ValueError, TypeError, KeyError) as exc:
             raise EngineError("invalid_request", f"the model's chat template rejected the messages: {exc}") from exc

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from inference.models import Job, Worker
-from tests.usage.factories import QWEN, SMOLLM2, days_ago, job_make, sogni_grant, worker_make
+from tests.support.factories import QWEN, SMOLLM2
+from tests.usage.factories import days_ago, job_make, sogni_grant, worker_make
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ def _csv(response) -> list[dict]:
 
 def test_csv_has_one_row_per_day_and_model_with_exact_tokens_and_spend(client, history):
     alice, _ = history
-    response = _login(client, alice).get(reverse("usage:usage-export"))
+    response = _login(client, alice).get(reverse("dashboard:usage-export"))
 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
@@ -63,7 +64,7 @@ def test_csv_has_one_row_per_day_and_model_with_exact_tokens_and_spend(client, h
 
 def test_csv_of_a_user_without_requests_is_only_the_header(client, catalog, make_user, history):
     carol = make_user("carol@example.com")
-    response = _login(client, carol).get(reverse("usage:usage-export"))
+    response = _login(client, carol).get(reverse("dashboard:usage-export"))
     assert response.content.decode().splitlines() == [
         "date,model,requests,prompt_tokens,completion_tokens,reasoning_tokens,total_tokens,spend_spark,spend_sogni,spend_usd"
     ]
@@ -71,7 +72,7 @@ def test_csv_of_a_user_without_requests_is_only_the_header(client, catalog, make
 
 def test_usage_page_shows_totals_tables_and_a_bar_per_day_and_model(client, history):
     alice, _ = history
-    html = _login(client, alice).get(reverse("usage:usage")).content.decode()
+    html = _login(client, alice).get(reverse("dashboard:usage")).content.decode()
 
     assert re.search(r'data-total="requests">4<', html)
     assert re.search(r'data-total="tokens">3405<', html)  # 3000 + 380 + 25: Bob's and the 40-day-old job excluded
@@ -87,14 +88,14 @@ def test_usage_page_shows_totals_tables_and_a_bar_per_day_and_model(client, hist
 def test_usage_chart_switches_to_spend_and_requests(client, history):
     alice, _ = history
     client = _login(client, alice)
-    spend = client.get(reverse("usage:usage"), {"metric": "spend_usd"}).content.decode()
+    spend = client.get(reverse("dashboard:usage"), {"metric": "spend_usd"}).content.decode()
     assert re.search(rf"· {re.escape(QWEN)}: \$0\.002100<", spend)
-    requests = client.get(reverse("usage:usage"), {"metric": "requests"}).content.decode()
+    requests = client.get(reverse("dashboard:usage"), {"metric": "requests"}).content.decode()
     assert re.search(rf"· {re.escape(SMOLLM2)}: 2<", requests)
-    assert client.get(reverse("usage:usage"), {"metric": "bogus"}).status_code == 200
+    assert client.get(reverse("dashboard:usage"), {"metric": "bogus"}).status_code == 200
 
 
-@pytest.mark.parametrize("name", ["usage:usage", "usage:usage-export", "usage:workers"])
+@pytest.mark.parametrize("name", ["dashboard:usage", "dashboard:usage-export", "dashboard:workers"])
 def test_user_pages_need_a_login(client, db, name):
     response = client.get(reverse(name))
     assert response.status_code == 302
@@ -114,7 +115,7 @@ def test_workers_page_lists_my_workers_with_jobs_tokens_speed_and_earnings(clien
     job_make(user=customer, worker=mine, prompt=10, completion=3, status=Job.Status.FAILED)
     job_make(user=customer, worker=theirs, prompt=100, completion=500)
 
-    html = _login(client, owner).get(reverse("usage:workers")).content.decode()
+    html = _login(client, owner).get(reverse("dashboard:workers")).content.decode()
 
     rows = dict(re.findall(r'<tr data-worker="([^"]+)">(.*?)</tr>', html, re.S))
     assert set(rows) == {"box-a", "box-b"}
@@ -134,18 +135,18 @@ def test_workers_page_lists_my_workers_with_jobs_tokens_speed_and_earnings(clien
 
 
 def test_workers_page_without_workers_explains_how_to_start_one(client, make_user, db):
-    html = _login(client, make_user("new@example.com")).get(reverse("usage:workers")).content.decode()
+    html = _login(client, make_user("new@example.com")).get(reverse("dashboard:workers")).content.decode()
     assert "You run no workers yet" in html and "sogni-worker --platform" in html
 
 
 def test_dashboard_links_to_usage_and_workers_and_staff_see_the_console(client, make_user, db):
     user = make_user("dash@example.com")
-    html = _login(client, user).get(reverse("accounts:dashboard")).content.decode()
-    assert f'href="{reverse("usage:usage")}"' in html and f'href="{reverse("usage:workers")}"' in html
+    html = _login(client, user).get(reverse("dashboard:index")).content.decode()
+    assert f'href="{reverse("dashboard:usage")}"' in html and f'href="{reverse("dashboard:workers")}"' in html
     assert reverse("console:overview") not in html
     user.is_staff = True
     user.save(update_fields=["is_staff"])
-    assert reverse("console:overview") in client.get(reverse("accounts:dashboard")).content.decode()
+    assert reverse("console:overview") in client.get(reverse("dashboard:index")).content.decode()
 
 
 def test_spend_amounts_are_decimal_exact(history):

@@ -73,8 +73,8 @@ def overview(*, now: datetime.datetime | None = None) -> Overview:
     queues = [
         QueueDepth(
             model_id=model_id,
-            queued=queued.get(model_id, {}).get("n", 0),
-            oldest=queued.get(model_id, {}).get("oldest"),
+            queued=queued[model_id]["n"] if model_id in queued else 0,
+            oldest=queued[model_id]["oldest"] if model_id in queued else None,
             online_workers=capacity.get(model_id, [0, 0])[0],
             free_slots=capacity.get(model_id, [0, 0])[1],
         )

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from inference.usage.charts import Series, bar_chart
+from dashboard.charts import Series, bar_chart
 
 
 def _heights(chart, color):

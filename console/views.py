@@ -3,13 +3,15 @@ owning app's service: worker_ban, api_key_disable / api_key_enable, wallet_adjus
 
 import logging
 import uuid
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,29 +20,33 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import ApiKey, TokenType, User
 from accounts.services import api_key_disable, api_key_enable
+from billing.forms import WalletAdjustForm
 from billing.models import ZERO, Hold, LedgerEntry, Wallet
 from billing.pricing import sogni_usd_rate
 from billing.services import AdjustmentRejected, wallet_adjust, wallets_ensure
 from billing.templatetags.billing_tags import usd
-from inference.console import selectors
-from inference.console.forms import JobFilterForm, KeyDisableForm, WalletAdjustForm
+from console import selectors
+from console.forms import JobFilterForm, KeyDisableForm
+from dashboard.charts import Chart, Series, bar_chart
 from inference.models import Job, LlmModel, OwnerTrust, Worker
 from inference.services import worker_ban
-from inference.usage.charts import Series, bar_chart
 from inference.usage.selectors import job_cost, job_hold, job_timing, worker_state
 
 logger = logging.getLogger(__name__)
 
 
-def operator_only(view):
+View = Callable[..., HttpResponse]
+
+
+def operator_only(view: View) -> View:
     """Staff only (others are sent to the admin login); every console page and action goes through this."""
     return staff_member_required(view)
 
 
-def needs_perm(perm: str):
-    def decorator(view):
+def needs_perm(perm: str) -> Callable[[View], View]:
+    def decorator(view: View) -> View:
         @wraps(view)
-        def wrapped(request, *args, **kwargs):
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.has_perm(perm):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
@@ -50,7 +56,13 @@ def needs_perm(perm: str):
     return decorator
 
 
-def _back(request, fallback: str):
+def _operator(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # operator_only lets only staff through
+    return user
+
+
+def _back(request: HttpRequest, fallback: str) -> HttpResponse:
     target = request.POST.get("next") or ""
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return redirect(target)
@@ -59,7 +71,7 @@ def _back(request, fallback: str):
 
 @operator_only
 @require_GET
-def overview(request):
+def overview(request: HttpRequest) -> HttpResponse:
     context = {
         "overview": selectors.overview(),
         "statuses": Job.Status.values,
@@ -70,7 +82,7 @@ def overview(request):
 
 @operator_only
 @require_GET
-def workers(request):
+def workers(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "")
     context = {"rows": selectors.worker_rows(state=state), "state": state}
     return render(request, "console/workers.html", context)
@@ -79,7 +91,7 @@ def workers(request):
 @operator_only
 @needs_perm("inference.change_worker")
 @require_POST
-def worker_ban_view(request, worker_id: int):
+def worker_ban_view(request: HttpRequest, worker_id: int) -> HttpResponse:
     worker = get_object_or_404(Worker, pk=worker_id)
     if worker.status == Worker.Status.BANNED:
         messages.info(request, f"Worker {worker.name} was already banned.")
@@ -96,7 +108,7 @@ def worker_ban_view(request, worker_id: int):
 
 @operator_only
 @require_GET
-def jobs(request):
+def jobs(request: HttpRequest) -> HttpResponse:
     form = JobFilterForm(request.GET or None, auto_id="f-%s")
     filters = form.cleaned_data if form.is_valid() else {}
     queryset = selectors.jobs_filtered(
@@ -119,7 +131,7 @@ def jobs(request):
 
 @operator_only
 @require_GET
-def job_detail(request, public_id: str):
+def job_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     job = selectors.job_detail(public_id=public_id)
     if job is None:
         raise Http404("No such job")
@@ -144,7 +156,7 @@ def job_detail(request, public_id: str):
     return render(request, "console/job_detail.html", context)
 
 
-def _money_chart(days):
+def _money_chart(days: list[selectors.MoneyDay]) -> Chart:
     return bar_chart(
         title=f"Revenue (charges) and payouts (worker rewards) per day in USD, last {len(days)} days",
         labels=[f"{d.day:%b} {d.day.day}" for d in days],
@@ -159,7 +171,7 @@ def _money_chart(days):
 
 @operator_only
 @require_GET
-def revenue(request):
+def revenue(request: HttpRequest) -> HttpResponse:
     days = selectors.money_by_day(days=30)
     try:
         rate = sogni_usd_rate()
@@ -179,14 +191,14 @@ def revenue(request):
 
 @operator_only
 @require_GET
-def accounts(request):
+def accounts(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")
     return render(request, "console/accounts.html", {"q": query, "users": selectors.accounts_search(query=query)})
 
 
 @operator_only
 @require_GET
-def account_detail(request, user_id: int):
+def account_detail(request: HttpRequest, user_id: int) -> HttpResponse:
     account = get_object_or_404(User, pk=user_id)
     wallets = Wallet.objects.filter(user=account).order_by("token_type")
     context = {
@@ -207,11 +219,11 @@ def account_detail(request, user_id: int):
 @operator_only
 @needs_perm("accounts.change_apikey")
 @require_POST
-def key_disable_view(request, user_id: int):
+def key_disable_view(request: HttpRequest, user_id: int) -> HttpResponse:
     api_key = get_object_or_404(ApiKey, user_id=user_id)
     form = KeyDisableForm(request.POST)
     reason = (form.cleaned_data["reason"] if form.is_valid() else "").strip() or "operator"
-    api_key_disable(api_key=api_key, actor=request.user, reason=reason)
+    api_key_disable(api_key=api_key, actor=_operator(request), reason=reason)
     messages.success(request, f"The API key of {api_key.user} is disabled ({reason}).")
     return redirect("console:account", user_id=user_id)
 
@@ -219,9 +231,9 @@ def key_disable_view(request, user_id: int):
 @operator_only
 @needs_perm("accounts.change_apikey")
 @require_POST
-def key_enable_view(request, user_id: int):
+def key_enable_view(request: HttpRequest, user_id: int) -> HttpResponse:
     api_key = get_object_or_404(ApiKey, user_id=user_id)
-    api_key_enable(api_key=api_key, actor=request.user, reason="operator console")
+    api_key_enable(api_key=api_key, actor=_operator(request), reason="operator console")
     messages.success(request, f"The API key of {api_key.user} is enabled.")
     return redirect("console:account", user_id=user_id)
 
@@ -229,13 +241,13 @@ def key_enable_view(request, user_id: int):
 @operator_only
 @needs_perm("billing.change_wallet")
 @require_POST
-def wallet_adjust_view(request, user_id: int, token_type: str):
+def wallet_adjust_view(request: HttpRequest, user_id: int, token_type: str) -> HttpResponse:
     account = get_object_or_404(User, pk=user_id)
     if token_type not in TokenType.values:
         raise Http404("No such wallet")
     form = WalletAdjustForm(request.POST)
     if not form.is_valid():
-        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in form.errors.items())
         messages.error(request, f"Not adjusted: {problems}")
         return redirect("console:account", user_id=user_id)
     wallet = wallets_ensure(user=account)[token_type]
@@ -244,7 +256,7 @@ def wallet_adjust_view(request, user_id: int, token_type: str):
             wallet=wallet,
             amount=form.cleaned_data["amount"],
             reason=form.cleaned_data["reason"],
-            operator=request.user,
+            operator=_operator(request),
             key=form.cleaned_data["key"],
         )
     except AdjustmentRejected as error:

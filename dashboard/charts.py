@@ -1,4 +1,4 @@
-"""Bar charts as plain geometry, drawn as inline SVG by templates/usage/_bar_chart.html (no JS, no CDN).
+"""Bar charts as plain geometry, drawn as inline SVG by dashboard/templates/dashboard/_bar_chart.html (no JS, no CDN).
 
 Amounts stay exact everywhere else; floats appear here only as pixel coordinates.
 """
@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 PALETTE = ["#5b3df5", "#0f9d8a", "#e0822a", "#d03c6b", "#3c8ad0", "#7a8a1f", "#8e44ad", "#5d6475"]
 
@@ -77,7 +78,7 @@ def nice_step(maximum: float, *, ticks: int = 4) -> float:
     if maximum <= 0:
         return 1.0
     raw = maximum / ticks
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude = 10.0 ** math.floor(math.log10(raw))
     for multiple in (1, 2, 2.5, 5, 10):
         if raw <= multiple * magnitude:
             return multiple * magnitude
@@ -97,7 +98,7 @@ def bar_chart(
     labels: Sequence[str],
     series: Sequence[Series],
     stacked: bool = False,
-    fmt: Callable[[Number], str] = str,
+    fmt: Callable[[Any], str] = str,
     label_every: int = 1,
 ) -> Chart:
     """One group of bars per label: stacked (a total per label) or side by side (one bar per series)."""
@@ -145,10 +146,10 @@ def bar_chart(
                 )
             )
     ticks = []
-    value = 0.0
-    while value <= scale_max + step / 2:
-        ticks.append(Tick(y=round(y_of(value), 2), label=_tick_label(value, step)))
-        value += step
+    tick = 0.0
+    while tick <= scale_max + step / 2:
+        ticks.append(Tick(y=round(y_of(tick), 2), label=_tick_label(tick, step)))
+        tick += step
     xlabels = [
         XLabel(x=round(LEFT + i * slot + slot / 2, 2), label=label)
         for i, label in enumerate(labels)
