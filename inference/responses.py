@@ -99,6 +99,7 @@ class ResponseRun:
         session = self.session
         try:
             async for message in session.replies(keepalive=None):
+                assert message is not None  # no keep-alive asked for
                 kind = message["type"]
                 if kind == relay.REPLY_DELTA:
                     self.writer.feed(session.accumulator.feed(message))

@@ -206,6 +206,7 @@ class ResponseWriter:
                 "content": [part],
             }
             events += self._begin(item)
+        assert self._open is not None
         self._open["content"][0]["text"] += text
         events.append(self._part_event(self._open, "response.output_text.delta", delta=text, logprobs=[]))
         return events
@@ -216,6 +217,7 @@ class ResponseWriter:
             events += self._begin(
                 {"id": _id("rs"), "type": "reasoning", "summary": [{"type": "summary_text", "text": ""}]}
             )
+        assert self._open is not None
         self._open["summary"][0]["text"] += text
         events.append(self._part_event(self._open, "response.reasoning_summary_text.delta", delta=text))
         return events
