@@ -9,7 +9,6 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
-    path("verify-email/<str:token>/", views.email_verify, name="email_verify"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/verify-email/resend", views.email_verification_resend, name="email_verification_resend"),
     path("dashboard/api-key/reveal", views.api_key_reveal_view, name="api_key_reveal"),

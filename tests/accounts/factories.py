@@ -1,6 +1,6 @@
 from accounts.models import User
 from accounts.services import api_key_reveal, user_signup
-from accounts.verification import user_email_verify
+from billing.services.grants import account_verify
 
 PASSWORD = "correct horse battery staple"
 
@@ -8,7 +8,7 @@ PASSWORD = "correct horse battery staple"
 def verified_signup(*, email: str, password: str = PASSWORD) -> User:
     """A user made through the signup service who opened the verification link: starter grant credited."""
     user = user_signup(email=email, password=password)
-    user_email_verify(user=user)
+    account_verify(user=user)
     user.refresh_from_db()
     return user
 

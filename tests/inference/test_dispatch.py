@@ -16,8 +16,8 @@ from accounts.models import User
 from inference.models import Job, LlmModel, Worker
 from inference.relay import WORKER_JOB_ASSIGN, ReplyReader
 from inference.services import (
+    job_complete,
     job_dispatch,
-    job_finish,
     jobs_dispatch_queued,
     worker_set_draining,
 )
@@ -81,7 +81,7 @@ def test_least_loaded_worker_first_within_its_slots(platform, operator, customer
 
     # A slot frees up: the waiting job goes there.
     w1 = Worker.objects.get(name="w1")
-    job_finish(
+    job_complete(
         job_id=jobs[0].id,
         channel_name=w1.channel_name,
         finish_reason="stop",
@@ -124,12 +124,12 @@ def test_only_the_holding_connection_can_finish_a_job(platform, operator, custom
     worker = worker_online(operator.user, "w", slots=1)
     job = job_queued(customer.user)
     finish = dict(finish_reason="stop", prompt_tokens=1, completion_tokens=1, reasoning_tokens=0)
-    assert job_finish(job_id=job.id, channel_name="test.someone-else", **finish) is None
+    assert job_complete(job_id=job.id, channel_name="test.someone-else", **finish) is None
     job.refresh_from_db()
     assert job.status == Job.Status.ASSIGNED
-    assert job_finish(job_id=job.id, channel_name=worker.channel_name, **finish) is not None
+    assert job_complete(job_id=job.id, channel_name=worker.channel_name, **finish) is not None
     # Finishing twice changes nothing (and frees the slot once).
-    assert job_finish(job_id=job.id, channel_name=worker.channel_name, **finish) is None
+    assert job_complete(job_id=job.id, channel_name=worker.channel_name, **finish) is None
     assert Worker.objects.get().in_flight == 0
 
 
@@ -326,9 +326,9 @@ def test_claiming_and_freeing_a_slot_are_heap_only_updates_of_the_worker_row(pla
             cursor.execute("SELECT pg_stat_get_xact_tuples_updated('inference_worker'::regclass), "
                            "pg_stat_get_xact_tuples_hot_updated('inference_worker'::regclass)")  # fmt: skip
             before = cursor.fetchone()
-            from inference.services.dispatch import job_take_slot
+            from inference.services.dispatch import worker_slot_claim
 
-            assert job_take_slot(job)
+            assert worker_slot_claim(model_id=job.model_id, now=timezone.now())
             worker_slot_free(worker_id=worker.pk, channel_name=worker.channel_name, model_id=job.model_id)
             cursor.execute("SELECT pg_stat_get_xact_tuples_updated('inference_worker'::regclass), "
                            "pg_stat_get_xact_tuples_hot_updated('inference_worker'::regclass)")  # fmt: skip

@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from inference.models import Job, Worker
-from inference.services import job_finish, job_mark_running
+from inference.services import job_complete, job_mark_running
 from inference.services.trust import job_outcome_record, worker_fault_record, worker_unpause
 from inference.usage.selectors import worker_state
 from tests.inference.platform import job_queued, worker_online
@@ -18,7 +18,7 @@ def finish(worker: Worker, job: Job, *, tokens: int, ttft: float, seconds: float
     job.refresh_from_db()
     first = job.assigned_at + timedelta(seconds=ttft)
     job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=first)
-    ended = job_finish(
+    ended = job_complete(
         job_id=job.id,
         channel_name=worker.channel_name,
         finish_reason="length",
