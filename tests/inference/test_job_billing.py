@@ -1,4 +1,4 @@
-"""Every end of a job settles or releases its hold (inference/services/jobs.py `_job_end`), on the
+"""Every end of a job settles or releases its hold (inference/services/jobs.py `job_end`), on the
 platform's counts of what was relayed, capped by what the hold was taken for."""
 
 from decimal import Decimal
@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from tests.billing.invariants import ledger_invariants  # noqa: F401  (autouse)
-from tests.inference.platform import SMOLLM2, account_create
+from tests.inference.platform import SMOLLM2, account_create, worker_online
 
 pytestmark = pytest.mark.django_db
 
@@ -14,13 +14,17 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def user(db):
     from inference.catalog import catalog_seed
+    from inference.models import Worker
 
     catalog_seed()
+    # A worker of the model is online but busy: a job opens queued, with its hold.
+    worker = worker_online(account_create(email="owner@example.com").user, "busy", slots=1)
+    Worker.objects.filter(pk=worker.pk).update(in_flight=1)
     return account_create(email="payer@example.com").user
 
 
 def open_job(user, *, max_tokens=10, prompt_tokens_estimate=100):
-    """A chat request's job opened as the chat view opens it: queued (no worker) with its hold."""
+    """A chat request's job opened as the chat view opens it: queued (no free worker) with its hold."""
     from inference.models import LlmModel
     from inference.services.opening import job_open
 
