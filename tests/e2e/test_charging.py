@@ -43,7 +43,7 @@ def sogni_credit(user, amount: str) -> None:
 
 
 def test_token_type_chooses_the_wallet_charged_and_the_operator_earns_each_share(workers, client, user, operator):
-    from billing.services.X import user_default_token_type_set
+    from accounts.services import user_default_token_type_set
 
     workers.start("scripted", engine="scripted", models=[SCRIPTED], extra=["--scripted-rate", "0"])
     sogni_credit(user.user, "100")
