@@ -251,8 +251,9 @@ def _hold_settling(*, job_id: str, worker_owner_id: int | None) -> Hold | None:
         exact = decimal.Context(prec=15).create_decimal_from_float(float(hold.usd_per_sogni))
         hold.usd_per_sogni = exact.quantize(Decimal(1).scaleb(-USD["decimal_places"]))
     if isinstance(hold.first_reward_at, str):
-        parsed = parse_datetime(hold.first_reward_at)
-        hold.first_reward_at = parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+        hold.first_reward_at = parse_datetime(hold.first_reward_at)
+    if hold.first_reward_at is not None and timezone.is_naive(hold.first_reward_at):  # SQLite keeps UTC
+        hold.first_reward_at = hold.first_reward_at.replace(tzinfo=datetime.UTC)
     return hold
 
 
