@@ -6,7 +6,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.keys import decrypt_key, encrypt_key, generate_key, hash_secret
-from accounts.models import ApiKey, ApiKeyAuditEvent, User
+from accounts.models import ApiKey, ApiKeyAuditEvent, TokenTypePreference, User
 
 # disabled_reason written when the owner disables their own key; any other reason (an operator's,
 # the platform's) means the owner cannot re-enable it from the dashboard.
@@ -34,10 +34,11 @@ SIGNUP_WINDOW = datetime.timedelta(hours=1)
 
 @transaction.atomic
 def user_signup(*, email: str, password: str, address: str | None = None) -> User:
-    """Create an account with its API key and empty wallets. Callers validate the form; this re-checks
-    the password. `address`: the client's, at most SIGNUP_LIMIT_PER_HOUR accounts each (raises
+    """Create an account with its API key (its wallets come with verification's starter grant, in
+    billing). Callers validate the form; this re-checks the password. `address`: the client's, at
+    most SIGNUP_LIMIT_PER_HOUR accounts each (raises
     SignupThrottled); None (an operator's command) is not limited. The starter grant waits for the
-    email address to be verified (accounts.verification)."""
+    email address to be verified (billing.services.grants.account_verify)."""
     if address is not None:
         _signup_address_check(address)
     user = User(email=User.objects.normalize_email(email).lower(), signup_address=address)
@@ -45,7 +46,6 @@ def user_signup(*, email: str, password: str, address: str | None = None) -> Use
     user.set_password(password)
     user.save()
     api_key_create(user=user)
-    _signup_hooks(user)
     return user
 
 
@@ -66,13 +66,6 @@ def _signup_address_check(address: str) -> None:
     if len(recent) >= limit:
         frees_up = recent[len(recent) - limit] + SIGNUP_WINDOW
         raise SignupThrottled(retry_after=max(1, int((frees_up - now).total_seconds()) + 1))
-
-
-def _signup_hooks(user: User) -> None:
-    """What billing opens with a new account: its wallets (empty until verification's starter grant)."""
-    from billing.services import wallets_ensure
-
-    wallets_ensure(user=user)
 
 
 def worker_connections_close_on_commit(*, user_id: int) -> None:
@@ -149,3 +142,13 @@ def api_key_enable(*, api_key: ApiKey, actor: User | None, reason: str = "") -> 
     api_key.save(update_fields=["is_enabled", "disabled_reason"])
     _audit(api_key, ApiKeyAuditEvent.Action.ENABLED, actor, reason)
     return api_key
+
+
+@transaction.atomic
+def user_default_token_type_set(*, user: User, token_type: str) -> User:
+    """The token type the account's requests pay with when they name none."""
+    if token_type not in TokenTypePreference.values:
+        raise ValueError(f"unknown token type {token_type!r}")
+    User.objects.filter(pk=user.pk).update(default_token_type=token_type)
+    user.default_token_type = token_type
+    return user

@@ -9,7 +9,6 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
-    path("verify-email/<str:token>/", views.email_verify, name="email_verify"),
     # The dashboard page is the dashboard app's; these are its API key dialog's endpoints.
     path("dashboard/api-key/reveal", views.api_key_reveal_view, name="api_key_reveal"),
     path("dashboard/api-key/regenerate", views.api_key_regenerate_view, name="api_key_regenerate"),

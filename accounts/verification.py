@@ -1,4 +1,5 @@
-"""Email verification: a signed, expiring link; opening it credits billing's starter grant once.
+"""Email verification: a signed, expiring link (opening it also credits billing's starter grant:
+billing.services.grants.account_verify).
 
 The link carries the account id and address signed with SECRET_KEY (django.core.signing), valid for
 EMAIL_VERIFICATION_MAX_AGE seconds; nothing is stored per link, so a resend leaves earlier links valid.
@@ -44,18 +45,12 @@ def email_verification_user(*, token: str) -> User | None:
 
 @transaction.atomic
 def user_email_verify(*, user: User) -> bool:
-    """Marks the address verified and credits the starter grant; True the first time only.
-
-    Idempotent: the grant is written once per account (its ledger key), however often the link is opened.
-    """
-    from billing.services import starter_grant_credit
-
+    """Marks the address verified; True the first time only."""
     user = User.objects.select_for_update().get(pk=user.pk)
     first = user.email_verified_at is None
     if first:
         user.email_verified_at = timezone.now()
         user.save(update_fields=["email_verified_at"])
-    starter_grant_credit(user=user)
     return first
 
 
@@ -74,7 +69,7 @@ def email_verification_send(*, user: User, site_url: str) -> bool:
         assert sent_at is not None  # sent within the window, or the update above had matched
         wait = (sent_at - cutoff).total_seconds()
         raise VerificationResendThrottled(retry_after=max(1, int(wait) + 1))
-    link = site_url.rstrip("/") + reverse("accounts:email_verify", args=[email_verification_token(user=user)])
+    link = site_url.rstrip("/") + reverse("email_verify", args=[email_verification_token(user=user)])
     try:
         send_mail("Verify your email address", _body(user.email, link), None, [user.email])
     except (OSError, smtplib.SMTPException):

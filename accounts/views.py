@@ -24,9 +24,6 @@ from accounts.services import (
 )
 from accounts.verification import (
     email_verification_send,
-    email_verification_user,
-    starter_grant_label,
-    user_email_verify,
 )
 from sogni_platform.addresses import request_client_address
 from sogni_platform.exceptions import error_body
@@ -63,17 +60,6 @@ def signup(request):
 def _retry_after(response, seconds: int):
     response["Retry-After"] = str(seconds)
     return response
-
-
-@never_cache
-def email_verify(request, token: str):
-    """The emailed link: GET, so that opening it is enough; opening it again credits nothing more."""
-    user = email_verification_user(token=token)
-    if user is None:
-        return render(request, "accounts/email_verify.html", {"verified": False}, status=400)
-    first = user_email_verify(user=user)
-    context = {"verified": True, "first": first, "email": user.email, "grant": starter_grant_label()}
-    return render(request, "accounts/email_verify.html", context)
 
 
 class LoginView(auth_views.LoginView):

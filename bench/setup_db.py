@@ -13,7 +13,8 @@ django.setup()
 
 from accounts.models import User  # noqa: E402
 from accounts.services import api_key_reveal, user_signup  # noqa: E402
-from billing.services import wallet_adjust, wallets_ensure  # noqa: E402
+from billing.services.adjustments import wallet_adjust  # noqa: E402
+from billing.services.ledger import wallets_ensure  # noqa: E402
 from inference.catalog import catalog_seed  # noqa: E402
 from ratelimits.services import account_limits_set  # noqa: E402
 

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from billing.forms import WalletAdjustForm
 from billing.models import AccountDebt, Hold, LedgerEntry, SogniRate, StripeEvent, TopUp, Wallet
-from billing.services import AdjustmentRejected, wallet_adjust
+from billing.services.adjustments import AdjustmentRejected, wallet_adjust
 from sogni_platform.admin import ReadOnlyAdmin
 
 

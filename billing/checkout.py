@@ -8,7 +8,7 @@ from django.conf import settings
 
 from accounts.models import User
 from billing.pricing import SPARK_USD
-from billing.services import topup_record
+from billing.services.topups import topup_record
 
 
 @dataclass(frozen=True)

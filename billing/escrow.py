@@ -1,6 +1,6 @@
 """Worker earnings escrow: during an owner's probation their rewards are credited and held.
 
-A reward posted during probation has `held_change` = its amount (billing.services.job_settle); once the
+A reward posted during probation has `held_change` = its amount (billing.services.holds.hold_settle); once the
 probation ends one `escrow_release` entry per wallet makes the escrowed total available. The ledger
 invariant counts escrow with the open holds (billing.selectors.ledger_invariant_violations).
 """
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from billing.models import LedgerEntry, Wallet
 from billing.selectors import escrow_wallet_ids, wallet_escrowed
+from billing.services.ledger import entry_post
 
 Kind = LedgerEntry.Kind
 
@@ -29,8 +30,6 @@ def escrow_probation_ends(*, wallet: Wallet) -> datetime.datetime:
 
 def escrow_release_due(*, now: datetime.datetime | None = None) -> int:
     """Make escrowed rewards available for every owner whose probation has ended; how many wallets."""
-    from billing.services import _post
-
     now = now or timezone.now()
     released = 0
     for wallet_id in escrow_wallet_ids():
@@ -40,7 +39,7 @@ def escrow_release_due(*, now: datetime.datetime | None = None) -> int:
             if escrowed <= 0 or escrow_probation_ends(wallet=wallet) > now:
                 continue
             last = LedgerEntry.objects.filter(wallet=wallet).order_by("-id").values_list("id", flat=True).first()
-            _post(
+            entry_post(
                 wallet,
                 kind=Kind.ESCROW_RELEASE,
                 key=f"escrow_release:{wallet.pk}:{last}",

@@ -2,20 +2,18 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.models import TokenTypePreference
+from accounts.services import user_default_token_type_set
+from accounts.verification import email_verification_user, starter_grant_label
 from billing.checkout import PACKAGES, CheckoutUnavailable, checkout_session_create
 from billing.selectors import next_daily_bonus_at
-from billing.services import (
-    DailyBonusAlreadyClaimed,
-    DailyBonusUnverified,
-    daily_bonus_claim,
-    user_default_token_type_set,
-)
+from billing.services.grants import DailyBonusAlreadyClaimed, DailyBonusUnverified, account_verify, daily_bonus_claim
 from billing.templatetags.billing_tags import until
 
 TAG = "billing"
@@ -84,3 +82,15 @@ def token_type(request):
         label = TokenTypePreference(value).label
         messages.success(request, f"Requests without a token type now pay with: {label}.", extra_tags=TAG)
     return _back(request)
+
+
+@never_cache
+def email_verify(request, token: str):
+    """The emailed link: GET, so that opening it is enough; opening it again credits nothing more. Here,
+    not in accounts, because it credits the starter grant (billing depends on accounts, not back)."""
+    user = email_verification_user(token=token)
+    if user is None:
+        return render(request, "accounts/email_verify.html", {"verified": False}, status=400)
+    first = account_verify(user=user)
+    context = {"verified": True, "first": first, "email": user.email, "grant": starter_grant_label()}
+    return render(request, "accounts/email_verify.html", context)

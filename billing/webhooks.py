@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from billing.models import StripeEvent
-from billing.services import TopUpUnknown, topup_credit, topup_dispute_lose, topup_failed, topup_refund
+from billing.services.topups import TopUpUnknown, topup_credit, topup_dispute_lose, topup_failed, topup_refund
 
 logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300

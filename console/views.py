@@ -23,7 +23,8 @@ from accounts.services import api_key_disable, api_key_enable
 from billing.forms import WalletAdjustForm
 from billing.models import ZERO, Hold, LedgerEntry, Wallet
 from billing.pricing import sogni_usd_rate
-from billing.services import AdjustmentRejected, wallet_adjust, wallets_ensure
+from billing.services.adjustments import AdjustmentRejected, wallet_adjust
+from billing.services.ledger import wallets_ensure
 from billing.templatetags.billing_tags import usd
 from console import selectors
 from console.forms import JobFilterForm, KeyDisableForm

@@ -13,10 +13,9 @@ from contextvars import ContextVar
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connections
 
 from accounts.authentication import api_key_required
-from billing.services import job_hold
 from inference import relay
 from inference.counting import BOUNDED, EXACT, model_counter
 from inference.models import Job, LlmModel
@@ -31,22 +30,18 @@ from inference.openai.responses import (
     usage_payload,
 )
 from inference.relay import ReplyReader
-from inference.selectors import model_has_online_worker, model_resolve
+from inference.selectors import model_resolve
 from inference.services import job_cancel, job_expire
-from inference.services.jobs import job_insert, job_new
 from inference.services.leases import job_outcome_read
-from inference.services.opening import job_open_at_once
+from inference.services.opening import RETRY_AFTER_SECONDS, job_open, no_worker
 from ratelimits.services import (
     ratelimit_check_request,
     ratelimit_tokens_correct_async,
     ratelimit_tokens_reserve_async,
 )
-from sogni_platform.durability import skip_commit_flush
 from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = 5
 
 # The sessions a request opened, for the ASGI application to close if the response is never read
 # (sogni_platform.asgi.http_application); unset outside it.
@@ -68,10 +63,6 @@ def in_db_thread(function):
                     connection.close()
 
     return sync_to_async(call, thread_sensitive=False)
-
-
-def no_worker(message: str) -> ServiceUnavailable:
-    return ServiceUnavailable(message, code="no_worker_available", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def job_error(code: str, message: str) -> ApiError:
@@ -132,7 +123,7 @@ def _job_open(
     # Tokens per minute are checked against the worst case; the session records what was used.
     ratelimit_state = ratelimit_check_request(api_key=api_key, tokens=prompt_tokens_estimate + max_tokens)
     # Unnamed: the account's default, read with the job's insert (the cached user may be older).
-    job = job_new(
+    job = job_open(
         user=api_key.user,
         model=model,
         public_id=public_id or completion_id(),
@@ -144,30 +135,6 @@ def _job_open(
         token_type=chat.token_type if chat.token_type_explicit else None,
         reply_channel=reply_channel,
     )
-    if job_open_at_once(job, model=model, token_type=job.token_type or api_key.user.default_token_type or "auto"):
-        return job, model, ratelimit_state
-    # Otherwise one transaction: a free worker slot is claimed first (its row stays locked to the
-    # commit), then the job is inserted already assigned and the worst case held. InsufficientBalance
-    # (402) or no worker online (503) rolls it all back, so nothing is dispatched. Rows are locked
-    # worker → wallet here as in settlement. The commit does not wait for the disk: it is on the way to
-    # the first token, and a crash that loses it loses the job and its hold together (its reply is then
-    # not charged).
-    with transaction.atomic():
-        skip_commit_flush()
-        job_insert(job, assign_now=True)
-        # Only a job that found no free slot asks whether it can be served at all.
-        if job.status == Job.Status.QUEUED and not model_has_online_worker(model_id=model.id):
-            raise no_worker(f"No worker serving `{model.id}` is online right now. Please retry shortly.")
-        # Billing's job_id is str(job.id).
-        job_hold(
-            user=api_key.user,
-            job_id=str(job.id),
-            model=model,
-            prompt_tokens=prompt_tokens_estimate,
-            max_tokens=max_tokens,
-            token_type=job.token_type,
-            new_job=True,
-        )
     return job, model, ratelimit_state
 
 

@@ -249,7 +249,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
             await self._close(protocol.CLOSE_PROTOCOL_VIOLATION, "connection superseded")
             return
         api_key = await _db(_authenticate)(self.scope)  # a key changed in a way no kick reached
-        if api_key is None or api_key.pk != self.api_key.pk:
+        if api_key is None or self.api_key is None or api_key.pk != self.api_key.pk:
             logger.warning("worker %s: its API key no longer authenticates, closing", self.worker_id)
             await self._close(protocol.CLOSE_INVALID_KEY, "invalid or disabled API key")
 

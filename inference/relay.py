@@ -47,6 +47,7 @@ def channel_send(channel: str, message: dict) -> None:
     thread sends on its own loop (`loop_per_thread`).
     """
     layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is configured in settings"
     send_local = getattr(layer, "send_local_threadsafe", None)  # sogni_platform.channel_layers
     if send_local is not None and send_local(channel, message):
         return  # a channel of this process: queued without waiting for its loop
@@ -74,7 +75,9 @@ class ReplyReader:
 
     def __init__(self, channel: str):
         self.channel = channel
-        self._layer = get_channel_layer()
+        layer = get_channel_layer()
+        assert layer is not None, "CHANNEL_LAYERS is configured in settings"
+        self._layer = layer
         self._receive_nowait = getattr(self._layer, "receive_nowait", None)  # sogni_platform.channel_layers
         self._local_queue = getattr(self._layer, "local_queue", None)
         self._pending: asyncio.Future | None = None

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from billing import urls as billing_urls
+from billing.views import email_verify
 from inference.usage import urls as usage_urls
 from sogni_platform.health import healthz
 from sogni_platform.metrics_views import metrics_view
@@ -19,6 +20,8 @@ urlpatterns = [
     path("v1/", include("inference.urls")),
     path("console/", include("console.urls")),
     path("", include("dashboard.urls")),
+    # The emailed link verifies the address (accounts) and credits the starter grant (billing).
+    path("verify-email/<str:token>/", email_verify, name="email_verify"),
     path("", include("accounts.urls")),
 ]
 

@@ -267,7 +267,7 @@ def test_embedded_mode_counts_in_process():
 
 @pytest.mark.django_db
 def test_holds_open_gauge_follows_billing_holds():
-    from billing.services import job_hold, job_release
+    from billing.services.holds import hold_release, hold_take
     from inference.models import LlmModel
 
     model = LlmModel.objects.get(id="smollm2-135m-instruct-q4_1")
@@ -281,10 +281,10 @@ def test_holds_open_gauge_follows_billing_holds():
         return samples(client.get("/metrics").content.decode()).get(key, 0)
 
     assert holds() == 0
-    job_hold(user=user, job_id="job-gauge-1", model=model, prompt_tokens=10, max_tokens=10, token_type="spark")
-    job_hold(user=user, job_id="job-gauge-2", model=model, prompt_tokens=10, max_tokens=10, token_type="spark")
+    hold_take(user=user, job_id="job-gauge-1", model=model, prompt_tokens=10, max_tokens=10, token_type="spark")
+    hold_take(user=user, job_id="job-gauge-2", model=model, prompt_tokens=10, max_tokens=10, token_type="spark")
     assert holds() == 2
-    job_release(job_id="job-gauge-1")
+    hold_release(job_id="job-gauge-1")
     assert holds() == 1
 
 

@@ -1,10 +1,10 @@
-"""A job's life after the request is accepted: create, run, and the one place it ends.
+"""A job's life after its opening (inference.services.opening): run, and the one place it ends.
 
-Every end of a job (completed, failed, cancelled, expired in the queue) goes through `_job_end`,
-in the transaction that changes its status, and settles or releases the job's billing hold there.
+Every end of a job (completed, failed, cancelled, expired in the queue) goes through `job_end`, in
+the transaction that changes its status, which settles or releases the job's hold there
+(inference.services.settlement).
 """
 
-import functools
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -12,25 +12,16 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import UUIDField
 from django.utils import timezone
 
 from billing.models import Hold
-from billing.services import HoldNotFound, job_release, job_settle
-from inference.counting import BOUNDED
 from inference.errors import error_message
-from inference.models import Job, LlmModel
-from inference.relay import REPLY_DONE, REPLY_ERROR, REPLY_REQUEUED, send_on_commit
+from inference.models import Job
+from inference.relay import REPLY_ERROR, REPLY_REQUEUED, send_on_commit
 from inference.services.claims import job_counts
-from inference.services.dispatch import (
-    dispatch_job_on_commit,
-    job_insert_assigned,
-    job_token_type_default,
-    worker_slot_free,
-)
+from inference.services.dispatch import dispatch_job_on_commit, worker_slot_free
+from inference.services.settlement import job_done_message, job_settle
 from inference.services.trust import job_outcome_record, worker_fault_record
-from sogni_platform.prepared import PreparedGet, typed
-from sogni_platform.rows import insert, update
 
 logger = logging.getLogger(__name__)
 
@@ -44,74 +35,21 @@ class Relayed(NamedTuple):
     output: str
 
 
-def job_new(
-    *,
-    user,
-    model: LlmModel,
-    public_id: str,
-    request: dict,
-    stream: bool,
-    max_tokens: int,
-    prompt_tokens_estimate: int,
-    token_type: str | None,
-    reply_channel: str,
-    token_counting: str = BOUNDED,
-) -> Job:
-    """A new job, not yet written (job_insert, or inference.services.opening for a chat request's).
-    `token_type` None: the account's default as of the insert. `token_counting` EXACT: the estimate
-    is the platform's count of the prompt."""
-    return Job(
-        user=user,
-        model=model,
-        public_id=public_id,
-        request=request,
-        stream=stream,
-        max_tokens=max_tokens,
-        prompt_tokens_estimate=prompt_tokens_estimate,
-        token_type=token_type,
-        reply_channel=reply_channel,
-        token_counting=token_counting,
-    )
-
-
-def job_insert(job: Job, *, assign_now: bool = False) -> Job:
-    """Write a new job, dispatched by Celery after commit; with `assign_now` it takes a free worker slot
-    in the caller's transaction and is inserted already assigned (Celery only if none is free).
-    Subscribe its reply channel before calling this."""
-    if assign_now and not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("assign_now: the job must be created in the caller's transaction")
-    if assign_now:
-        assigned = job_insert_assigned(job)
-    else:
-        assigned = False
-        job_token_type_default(job)
-        insert(job)
-    if not assigned:
-        dispatch_job_on_commit(job.id)
-    return job
-
-
-def job_create(*, assign_now: bool = False, **fields) -> Job:
-    """job_new's job, written by job_insert."""
-    return job_insert(job_new(**fields), assign_now=assign_now)
+# The first token: a conditional write, so a late one never undoes the job's end. Raw: every request's
+# first token runs it. Parameters: running, first token at, lease end, job id, worker channel, assigned.
+JOB_RUNNING_SQL = (
+    "UPDATE inference_job SET status = %s, first_token_at = %s, lease_expires_at = %s "
+    "WHERE id = %s AND worker_channel = %s AND status = %s"
+)
 
 
 def job_mark_running(*, job_id: JobId, channel_name: str, first_token_at: datetime) -> None:
-    """The first token was relayed. Conditional, so a late write never undoes the job's end."""
+    """The first token was relayed."""
     adapt = connection.ops.adapt_datetimefield_value  # raw SQL: times as the ORM stores them
     lease_expires_at = first_token_at + timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    params = [Job.Status.RUNNING, adapt(first_token_at), adapt(lease_expires_at), _pk_text(job_id), channel_name]
     with connection.cursor() as cursor:
-        cursor.execute(_running_sql(), [Job.Status.RUNNING, adapt(first_token_at), adapt(lease_expires_at),
-                                        _pk_text(job_id), channel_name, Job.Status.ASSIGNED])  # fmt: skip
-
-
-@functools.cache
-def _running_sql() -> str:
-    """Raw: every request's first token runs it, in the server's process."""
-    return (
-        f"UPDATE {Job._meta.db_table} SET status = %s, first_token_at = %s, lease_expires_at = %s "  # noqa: S608 - the name is from model meta
-        "WHERE id = %s AND worker_channel = %s AND status = %s"
-    )
+        cursor.execute(JOB_RUNNING_SQL, [*params, Job.Status.ASSIGNED])
 
 
 def _pk_text(job_id: JobId) -> str:
@@ -119,23 +57,11 @@ def _pk_text(job_id: JobId) -> str:
     return uuid.UUID(str(job_id)).hex
 
 
-def _jobs_locked():
-    return Job.objects.select_for_update(of=("self",)).select_related("model", "worker")
-
-
-# A worker connection's report about a job it holds: every done, error and requeue.
-_HELD_BY = PreparedGet(
-    lambda job_id, channel: _jobs_locked().filter(
-        id=typed(job_id, UUIDField()), status__in=Job.ACTIVE, worker_channel=channel
-    ),
-    arity=2,
-)
-
-
-def _locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
-    if channel_name is not None and tuple(statuses) == Job.ACTIVE:
-        return _HELD_BY.get(_pk_text(job_id), channel_name)
-    jobs = _jobs_locked().filter(id=job_id, status__in=statuses)
+def job_locked(job_id: JobId, *, channel_name: str | None, statuses) -> Job | None:
+    """The job, row-locked to the commit, if its status is one of `statuses` (and, with
+    `channel_name`, while that worker connection holds it)."""
+    jobs = Job.objects.select_for_update(of=("self",)).select_related("model", "worker")
+    jobs = jobs.filter(id=job_id, status__in=statuses)
     if channel_name is not None:
         jobs = jobs.filter(worker_channel=channel_name)
     return jobs.first()
@@ -147,61 +73,24 @@ def _free_slot(job: Job) -> None:
         worker_slot_free(worker_id=job.worker_id, channel_name=job.worker_channel, model_id=job.model_id)
 
 
-def _job_end(job: Job, *, status: str, **fields) -> Hold | None:
-    """The one place a job ends, in the caller's transaction: billing settles or releases its hold."""
+def job_end(job: Job, *, status: str, **fields) -> Hold | None:
+    """The one place a job ends, in the caller's transaction holding its row lock: its slot freed, its
+    status and `fields` written, its hold settled or released (inference.services.settlement)."""
     _free_slot(job)
     job.status = status
     job.finished_at = timezone.now()
     for name, value in fields.items():
         setattr(job, name, value)
-    update(job, ["status", "finished_at", *fields])
+    job.save(update_fields=["status", "finished_at", *fields])
     if job.claim_discrepancy:
         logger.warning("job %s: the worker's usage claims differ from the platform's counts", job.id)
         worker_fault_record(worker_id=job.worker_id, kind="discrepancy")
     # Billing last, so the customer's wallet (locked by each of their requests) stays locked only for
     # the postings. Rows are always locked job → worker → wallets, so this order cannot deadlock.
-    return _job_bill(job)
+    return job_settle(job)
 
 
-def _job_bill(job: Job) -> Hold | None:
-    """Settle the hold (billing's job_id is str(job.id)) for the tokens the client got, or release it.
-
-    Completed: prompt + completion, the worker's owner earns its share. Cancelled by the client after
-    tokens were delivered: the prompt (job_fail records the platform's count) and the delivered
-    completion tokens, the owner earns its share. Failed after delivery (the worker broke off): the
-    delivered completion tokens only, the owner earns nothing. Nothing delivered: the hold is
-    released in full.
-    """
-    job_id = str(job.id)
-    completion_tokens = min(job.completion_tokens, job.max_tokens)
-    try:
-        if job.status == Job.Status.COMPLETED or completion_tokens > 0:
-            served = job.status in (Job.Status.COMPLETED, Job.Status.CANCELLED)
-            earns = served and job.worker_id is not None
-            return job_settle(
-                job_id=job_id,
-                prompt_tokens=job.prompt_tokens if served else 0,
-                completion_tokens=completion_tokens,
-                worker_owner_id=job.worker.owner_id if earns else None,
-            )
-        return job_release(job_id=job_id)
-    except HoldNotFound:
-        logger.warning("job %s ended without a hold: nothing to settle", job_id)
-        return None
-
-
-def _cost(hold: Hold | None) -> dict | None:
-    """usage.cost of a settled hold, as exact decimal strings."""
-    if hold is None:
-        return None
-    return {
-        "token_type": hold.wallet.token_type,
-        "amount": f"{hold.charged.normalize():f}",
-        "usd": f"{hold.usd_charged.normalize():f}",
-    }
-
-
-def job_finish(
+def job_complete(
     *,
     job_id: JobId,
     channel_name: str,
@@ -212,17 +101,18 @@ def job_finish(
     output: str = "",
     first_token_at: datetime | None = None,
 ) -> Job | None:
-    """The worker connection holding the job reported `done`. None if it no longer holds it.
+    """The worker connection holding the job reported `done`: the job completes, its hold is settled
+    and it counts towards its worker's statistics. None if the connection no longer holds it.
 
     The usage given is the worker's claim; the job is billed on the platform's counts of its prompt
     and of `output`, the completion text relayed (inference.services.claims).
     """
     with transaction.atomic():
-        job = _locked(job_id, channel_name=channel_name, statuses=Job.ACTIVE)
+        job = job_locked(job_id, channel_name=channel_name, statuses=Job.ACTIVE)
         if job is None:
             return None
         counts = job_counts(job, output=output, claimed_completion=completion_tokens, claimed_prompt=prompt_tokens)
-        hold = _job_end(
+        hold = job_end(
             job,
             status=Job.Status.COMPLETED,
             finish_reason=finish_reason,
@@ -231,25 +121,8 @@ def job_finish(
             **counts,
         )
         send_on_commit(job.reply_channel, job_done_message(job, hold=hold))
+    job_outcome_record(job=job)
     return job
-
-
-def job_done_message(job: Job, *, hold: Hold | None) -> dict:
-    """The reply-channel message of a completed job, with its usage and what its hold charged."""
-    usage = {
-        "prompt_tokens": job.prompt_tokens,
-        "completion_tokens": job.completion_tokens,
-        "total_tokens": job.prompt_tokens + job.completion_tokens,
-        "reasoning_tokens": job.reasoning_tokens,
-    }
-    return {"type": REPLY_DONE, "finish_reason": job.finish_reason, "usage": usage, "cost": _cost(hold)}
-
-
-def job_complete(**finish) -> Job | None:
-    """job_finish, then the job counts towards its worker's statistics."""
-    ended = job_finish(**finish)
-    job_outcome_record(job=ended)
-    return ended
 
 
 def job_fail(
@@ -276,12 +149,12 @@ def job_fail(
     message = message or error_message(code)
     with transaction.atomic():
         statuses = Job.ACTIVE if channel_name else (Job.Status.QUEUED, *Job.ACTIVE)
-        job = _locked(job_id, channel_name=channel_name, statuses=statuses)
+        job = job_locked(job_id, channel_name=channel_name, statuses=statuses)
         if job is None:
             return None
         counts = job_counts(job, output=output, claimed_completion=completion_tokens)
         client_left_after_tokens = status == Job.Status.CANCELLED and counts["completion_tokens"] > 0
-        _job_end(
+        job_end(
             job,
             status=status,
             error_code=code,
@@ -300,17 +173,18 @@ def job_requeue(*, job_id: JobId, channel_name: str, reason: str) -> Job | None:
     """Put a job that produced nothing back in the queue for another worker (or fail it after
     JOB_MAX_ATTEMPTS tries)."""
     with transaction.atomic():
-        job = _locked(job_id, channel_name=channel_name, statuses=Job.ACTIVE)
+        job = job_locked(job_id, channel_name=channel_name, statuses=Job.ACTIVE)
         if job is None:
             return None
-        return _requeue(job, reason=reason)
+        return job_requeue_locked(job, reason=reason)
 
 
-def _requeue(job: Job, *, reason: str) -> Job:
-    """`reason` is the platform's words (a worker's own text never reaches the customer)."""
+def job_requeue_locked(job: Job, *, reason: str) -> Job:
+    """job_requeue for a job the caller holds locked. `reason` is the platform's words (a worker's own
+    text never reaches the customer)."""
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:
         message = f"The job failed on {job.attempts} workers; the last one: {reason}"
-        _job_end(job, status=Job.Status.FAILED, error_code="worker_error", error_message=message)
+        job_end(job, status=Job.Status.FAILED, error_code="worker_error", error_message=message)
         send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": "worker_error", "message": message})
         return job
     _free_slot(job)
@@ -329,10 +203,10 @@ def _requeue(job: Job, *, reason: str) -> Job:
 def job_expire(*, job_id: JobId, notify: bool = False) -> bool:
     """Queue timeout: fail the job if it is still queued; False if a worker took it meanwhile."""
     with transaction.atomic():
-        job = _locked(job_id, channel_name=None, statuses=(Job.Status.QUEUED,))
+        job = job_locked(job_id, channel_name=None, statuses=(Job.Status.QUEUED,))
         if job is None:
             return False
-        _job_end(
+        job_end(
             job,
             status=Job.Status.FAILED,
             error_code="no_worker_available",
@@ -356,11 +230,11 @@ def job_cancel(*, job_id: JobId) -> str | None:
     """The client went away. A queued job is cancelled at once; for a running one this returns the
     worker channel to send `job.cancel` to (the worker's `cancelled` error then ends the job)."""
     with transaction.atomic():
-        job = _locked(job_id, channel_name=None, statuses=(Job.Status.QUEUED, *Job.ACTIVE))
+        job = job_locked(job_id, channel_name=None, statuses=(Job.Status.QUEUED, *Job.ACTIVE))
         if job is None:
             return None
         if job.status == Job.Status.QUEUED:
-            _job_end(job, status=Job.Status.CANCELLED, error_code="cancelled", error_message="The client went away.")
+            job_end(job, status=Job.Status.CANCELLED, error_code="cancelled", error_message="The client went away.")
             return None
         return job.worker_channel
 
@@ -379,9 +253,12 @@ def release_connection_jobs(*, channel_name: str, delivered: dict[str, Relayed] 
                 message = "The worker serving this request disconnected after it had started answering."
                 relayed = delivered.get(job_key)
                 # Not known here (the connection's server process died): the count its progress saves left.
-                counts = {} if relayed is None else job_counts(job, output=relayed.output,
-                                                                 claimed_completion=relayed.claimed_tokens)  # fmt: skip
-                _job_end(
+                counts = (
+                    {}
+                    if relayed is None
+                    else job_counts(job, output=relayed.output, claimed_completion=relayed.claimed_tokens)
+                )
+                job_end(
                     job,
                     status=Job.Status.FAILED,
                     error_code="worker_disconnected",
@@ -392,6 +269,6 @@ def release_connection_jobs(*, channel_name: str, delivered: dict[str, Relayed] 
                     job.reply_channel, {"type": REPLY_ERROR, "code": "worker_disconnected", "message": message}
                 )
             else:
-                _requeue(job, reason="the worker disconnected before the first token")
+                job_requeue_locked(job, reason="the worker disconnected before the first token")
             released += 1
     return released

@@ -29,13 +29,14 @@ from django.db.models import Case, PositiveIntegerField, Q, Value, When
 from django.utils import timezone
 
 from billing.models import Hold
-from billing.services import job_release
+from billing.services.holds import hold_release
 from inference.counting import completion_count
 from inference.models import Job, PlatformBeat, Worker
 from inference.protocol import CLOSE_HEARTBEAT_TIMEOUT
 from inference.relay import REPLY_ERROR, WORKER_KICK, send_on_commit
 from inference.selectors import model_resolve
-from inference.services.jobs import Relayed, _job_end, _locked, _requeue, job_done_message
+from inference.services.jobs import Relayed, job_end, job_locked, job_requeue_locked
+from inference.services.settlement import job_done_message
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def _worker_silence(worker_id: int | None, channel_name: str, now: datetime) -> 
 def _reap_one(job_id, now: datetime) -> str | None:
     """One job whose lease lapsed or that ran too long; what was done to it, if anything."""
     with transaction.atomic():
-        job = _locked(job_id, channel_name=None, statuses=Job.ACTIVE)
+        job = job_locked(job_id, channel_name=None, statuses=Job.ACTIVE)
         if job is None:
             return None
         too_long = job.assigned_at is not None and job.assigned_at < now - timedelta(
@@ -162,13 +163,13 @@ def _reap_one(job_id, now: datetime) -> str | None:
         elif job.status == Job.Status.ASSIGNED:
             job.lease_expires_at = None
             job.save(update_fields=["lease_expires_at"])
-            _requeue(job, reason="the worker went silent before the first token (lease expired)")
+            job_requeue_locked(job, reason="the worker went silent before the first token (lease expired)")
             return "requeued"
         else:
             code, outcome = "worker_timeout", "failed"
             message = "The worker serving this request went silent after it had started answering."
         # Charged for the tokens recorded as delivered; the worker earns nothing for a failed job.
-        _job_end(job, status=Job.Status.FAILED, error_code=code, error_message=message)
+        job_end(job, status=Job.Status.FAILED, error_code=code, error_message=message)
         send_on_commit(job.reply_channel, {"type": REPLY_ERROR, "code": code, "message": message})
         return outcome
 
@@ -243,7 +244,7 @@ def holds_release_orphaned(*, now: datetime | None = None) -> int:
     released = 0
     for job_id in candidates:
         if job_id not in live:
-            job_release(job_id=job_id)
+            hold_release(job_id=job_id)
             released += 1
     if released:
         logger.warning("released %s orphaned hold(s)", released)

@@ -28,7 +28,9 @@ def _signup(email: str, client: Client | None = None, **headers):
 
 
 def _spark(email: str) -> Decimal:
-    return Wallet.objects.get(user__email=email, token_type="spark").balance
+    """The Spark balance the dashboard shows (no wallet yet: none)."""
+    balance = Wallet.objects.filter(user__email=email, token_type="spark").values_list("balance", flat=True).first()
+    return balance or Decimal(0)
 
 
 def _grants(email: str) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from accounts.services import api_key_disable, api_key_reveal
 from billing.models import Wallet
-from billing.services import job_hold
+from billing.services.holds import hold_take
 from inference.models import LlmModel
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +17,7 @@ def test_balance_lists_both_wallets_in_tokens_and_usd(client, make_user, catalog
     user = make_user()
     key = api_key_reveal(api_key=user.api_key, actor=user)
     model = LlmModel.objects.get(pk="qwen3.5-35b-a3b-gguf-q4km")
-    job_hold(user=user, job_id="j", model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark")
+    hold_take(user=user, job_id="j", model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark")
 
     response = client.get(URL, HTTP_AUTHORIZATION=f"Bearer {key}")
 

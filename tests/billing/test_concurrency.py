@@ -8,7 +8,9 @@ from django.db import connection, connections
 
 from accounts.models import TokenType
 from billing.models import DailyBonusClaim, Hold, LedgerEntry, Wallet
-from billing.services import DailyBonusAlreadyClaimed, daily_bonus_claim, job_hold, wallet_adjust
+from billing.services.adjustments import wallet_adjust
+from billing.services.grants import DailyBonusAlreadyClaimed, daily_bonus_claim
+from billing.services.holds import hold_take
 from inference.models import LlmModel
 from sogni_platform.exceptions import InsufficientBalance
 
@@ -54,7 +56,7 @@ def test_50_concurrent_holds_of_a_tenth_of_the_balance_exactly_10_succeed(
 
     results = race(
         50,
-        lambda i: job_hold(
+        lambda i: hold_take(
             user=user, job_id=f"race-{i}", model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark"
         ),
     )

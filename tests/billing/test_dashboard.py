@@ -60,7 +60,7 @@ def test_actions_need_login_and_post(client, make_user):
 
 
 def test_transactions_are_paginated(client, logged_in):
-    from billing.services import wallet_adjust
+    from billing.services.adjustments import wallet_adjust
 
     operator = User.objects.create_superuser("ops@example.com", "pw")
     wallet = Wallet.objects.get(user=logged_in, token_type="spark")

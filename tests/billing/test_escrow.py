@@ -12,7 +12,7 @@ from accounts.models import TokenType
 from billing.escrow import escrow_release_due
 from billing.models import LedgerEntry, Wallet
 from billing.selectors import ledger_invariant_violations, wallet_escrowed
-from billing.services import job_hold, job_settle
+from billing.services.holds import hold_settle, hold_take
 from inference.models import LlmModel
 from inference.tasks import release_escrow_task
 
@@ -22,8 +22,8 @@ MODEL_ID = "qwen3.5-35b-a3b-gguf-q4km"
 
 def serve(user, operator, job_id: str):
     model = LlmModel.objects.get(pk=MODEL_ID)
-    job_hold(user=user, job_id=job_id, model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark")
-    return job_settle(job_id=job_id, prompt_tokens=1000, completion_tokens=10, worker_owner_id=operator.pk)
+    hold_take(user=user, job_id=job_id, model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark")
+    return hold_settle(job_id=job_id, prompt_tokens=1000, completion_tokens=10, worker_owner_id=operator.pk)
 
 
 def sogni(user) -> Wallet:

@@ -8,20 +8,12 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import TokenType
 from accounts.services import user_signup
-from accounts.verification import user_email_verify
 from billing.models import Hold, LedgerEntry, Wallet
 from billing.pricing import estimate_usd
 from billing.selectors import token_type_requested
-from billing.services import (
-    AdjustmentRejected,
-    DailyBonusAlreadyClaimed,
-    daily_bonus_claim,
-    job_hold,
-    job_release,
-    job_settle,
-    starter_grant_credit,
-    wallet_adjust,
-)
+from billing.services.adjustments import AdjustmentRejected, wallet_adjust
+from billing.services.grants import DailyBonusAlreadyClaimed, account_verify, daily_bonus_claim, starter_grant_credit
+from billing.services.holds import hold_release, hold_settle, hold_take
 from inference.models import LlmModel
 from sogni_platform.exceptions import ApiError, InsufficientBalance
 
@@ -38,14 +30,14 @@ def model(catalog):
     return LlmModel.objects.get(pk=MODEL_ID)
 
 
-def test_signup_opens_both_wallets_empty_and_verification_grants_100_spark_once(make_user, settings):
+def test_verification_opens_both_wallets_and_grants_100_spark_once(make_user, settings):
     user = user_signup(email="unverified@example.com", password="correct horse battery")
-    assert (wallet(user).balance, wallet(user, TokenType.SOGNI).balance) == (0, 0)
+    assert not Wallet.objects.filter(user=user).exists()
     assert not LedgerEntry.objects.filter(wallet__user=user).exists()
-    user_email_verify(user=user)
+    account_verify(user=user)
     assert wallet(user).balance == Decimal("100")
     assert wallet(user, TokenType.SOGNI).balance == 0
-    user_email_verify(user=user)
+    account_verify(user=user)
     starter_grant_credit(user=user)
     assert wallet(user).balance == Decimal("100")
     assert list(LedgerEntry.objects.filter(wallet__user=user).values_list("kind", flat=True)) == ["starter_grant"]
@@ -62,12 +54,12 @@ def test_estimate_is_exact_at_the_seeded_qwen_prices(model):
 
 def test_hold_settle_charges_usage_releases_rest_and_rewards_the_worker(make_user, model, sogni_rate):
     user, operator = make_user(), make_user()
-    hold = job_hold(user=user, job_id="job-1", model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark")
+    hold = hold_take(user=user, job_id="job-1", model=model, prompt_tokens=1000, max_tokens=1000, token_type="spark")
     # $0.0003 + $0.0009 = $0.0012 = 0.24 Spark
     assert hold.amount == Decimal("0.24")
     assert (wallet(user).balance, wallet(user).held) == (Decimal("100"), Decimal("0.24"))
 
-    settled = job_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=10, worker_owner_id=operator.pk)
+    settled = hold_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=10, worker_owner_id=operator.pk)
     # $0.0003 + 10 x $0.0000009 = $0.000309 = 0.0618 Spark
     assert settled.status == Hold.Status.SETTLED
     assert settled.charged == Decimal("0.0618")
@@ -77,9 +69,9 @@ def test_hold_settle_charges_usage_releases_rest_and_rewards_the_worker(make_use
     kinds = list(LedgerEntry.objects.filter(job_id="job-1").order_by("id").values_list("kind", flat=True))
     assert kinds == ["hold", "charge", "release", "reward"]
 
-    again = job_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=1000, worker_owner_id=operator.pk)
+    again = hold_settle(job_id="job-1", prompt_tokens=1000, completion_tokens=1000, worker_owner_id=operator.pk)
     assert again.charged == Decimal("0.0618")
-    assert job_release(job_id="job-1").status == Hold.Status.SETTLED
+    assert hold_release(job_id="job-1").status == Hold.Status.SETTLED
     assert wallet(user).balance == Decimal("99.9382")
     assert LedgerEntry.objects.filter(job_id="job-1").count() == 4
 
@@ -90,9 +82,9 @@ def test_an_owner_paying_in_sogni_for_their_own_workers_job_pays_the_price_and_e
     settings.WORKER_PROBATION_DAYS = 0
     owner = make_user()
     wallet_adjust(wallet=wallet(owner, TokenType.SOGNI), amount=Decimal("10"), reason="test", operator=owner, key="k")
-    job_hold(user=owner, job_id="job-own", model=model, prompt_tokens=1000, max_tokens=1000, token_type="sogni")
+    hold_take(user=owner, job_id="job-own", model=model, prompt_tokens=1000, max_tokens=1000, token_type="sogni")
     # Held: $0.0012 = 0.12 SOGNI. Charged: $0.000309 = 0.0309 SOGNI; a reward paid to oneself is farming: none.
-    settled = job_settle(job_id="job-own", prompt_tokens=1000, completion_tokens=10, worker_owner_id=owner.pk)
+    settled = hold_settle(job_id="job-own", prompt_tokens=1000, completion_tokens=10, worker_owner_id=owner.pk)
 
     entries = LedgerEntry.objects.filter(job_id="job-own").order_by("id")
     assert [(e.kind, e.amount, e.held_change, e.balance_after, e.held_after) for e in entries] == [
@@ -106,8 +98,8 @@ def test_an_owner_paying_in_sogni_for_their_own_workers_job_pays_the_price_and_e
 
 def test_settle_never_charges_more_than_the_hold(make_user, model):
     user = make_user()
-    job_hold(user=user, job_id="job-2", model=model, prompt_tokens=10, max_tokens=5, token_type="spark")
-    hold = job_settle(job_id="job-2", prompt_tokens=10_000, completion_tokens=10_000)
+    hold_take(user=user, job_id="job-2", model=model, prompt_tokens=10, max_tokens=5, token_type="spark")
+    hold = hold_settle(job_id="job-2", prompt_tokens=10_000, completion_tokens=10_000)
     assert hold.charged == hold.amount
     assert wallet(user).balance == Decimal("100") - hold.amount
     assert wallet(user).held == 0
@@ -115,12 +107,12 @@ def test_settle_never_charges_more_than_the_hold(make_user, model):
 
 def test_hold_is_idempotent_on_job_id_and_release_gives_everything_back(make_user, model):
     user = make_user()
-    first = job_hold(user=user, job_id="job-3", model=model, prompt_tokens=100, max_tokens=100, token_type="auto")
-    second = job_hold(user=user, job_id="job-3", model=model, prompt_tokens=100, max_tokens=100, token_type="auto")
+    first = hold_take(user=user, job_id="job-3", model=model, prompt_tokens=100, max_tokens=100, token_type="auto")
+    second = hold_take(user=user, job_id="job-3", model=model, prompt_tokens=100, max_tokens=100, token_type="auto")
     assert first.pk == second.pk
     assert wallet(user).held == first.amount
-    assert job_release(job_id="job-3").status == Hold.Status.RELEASED
-    assert job_release(job_id="job-3").status == Hold.Status.RELEASED
+    assert hold_release(job_id="job-3").status == Hold.Status.RELEASED
+    assert hold_release(job_id="job-3").status == Hold.Status.RELEASED
     assert (wallet(user).balance, wallet(user).held) == (Decimal("100"), Decimal("0"))
 
 
@@ -129,18 +121,18 @@ def test_auto_pays_with_sogni_when_spark_is_short_and_refuses_when_both_are(make
     # 200,000 output tokens at $0.90/1M = $0.18 = 36 Spark = 18 SOGNI.
     wallet_adjust(wallet=wallet(user), amount=Decimal("-80"), reason="test", operator=admin, key="a")
     wallet_adjust(wallet=wallet(user, TokenType.SOGNI), amount=Decimal("20"), reason="test", operator=admin, key="b")
-    hold = job_hold(user=user, job_id="job-4", model=model, prompt_tokens=0, max_tokens=200_000, token_type="auto")
+    hold = hold_take(user=user, job_id="job-4", model=model, prompt_tokens=0, max_tokens=200_000, token_type="auto")
     assert hold.token_type == TokenType.SOGNI
     assert hold.amount == Decimal("18")
 
     with pytest.raises(InsufficientBalance) as refused:
-        job_hold(user=user, job_id="job-5", model=model, prompt_tokens=0, max_tokens=200_000, token_type="auto")
+        hold_take(user=user, job_id="job-5", model=model, prompt_tokens=0, max_tokens=200_000, token_type="auto")
     assert refused.value.status == 402
     assert not Hold.objects.filter(job_id="job-5").exists()
     with pytest.raises(InsufficientBalance):
-        job_hold(user=user, job_id="job-6", model=model, prompt_tokens=0, max_tokens=200_000, token_type="spark")
+        hold_take(user=user, job_id="job-6", model=model, prompt_tokens=0, max_tokens=200_000, token_type="spark")
     with pytest.raises(ApiError):
-        job_hold(user=user, job_id="job-7", model=model, prompt_tokens=0, max_tokens=1, token_type="gold")
+        hold_take(user=user, job_id="job-7", model=model, prompt_tokens=0, max_tokens=1, token_type="gold")
     assert wallet(user).held == 0
     assert wallet(user, TokenType.SOGNI).held == Decimal("18")
 
@@ -197,11 +189,11 @@ def test_settlement_charges_the_prices_in_effect_when_the_hold_was_taken(make_us
 
     user, operator = make_user(), make_user()
     wallet_adjust(wallet=wallet(user, TokenType.SOGNI), amount=Decimal("10"), reason="t", operator=operator, key="s")
-    job_hold(user=user, job_id="job-p", model=model, prompt_tokens=0, max_tokens=100_000, token_type="sogni")
+    hold_take(user=user, job_id="job-p", model=model, prompt_tokens=0, max_tokens=100_000, token_type="sogni")
     LlmModel.objects.filter(pk=model.pk).update(output_price_usd_per_m=Decimal("9"))
     SogniRate.objects.create(usd_per_sogni=Decimal("0.02"))
 
-    hold = job_settle(job_id="job-p", prompt_tokens=0, completion_tokens=50_000, worker_owner_id=operator.pk)
+    hold = hold_settle(job_id="job-p", prompt_tokens=0, completion_tokens=50_000, worker_owner_id=operator.pk)
 
     # 50,000 x $0.90/1M = $0.045 at the held $0.01 per SOGNI = 4.5 SOGNI (of the 9 held).
     assert (hold.charged, hold.usd_charged) == (Decimal("4.5"), Decimal("0.045"))

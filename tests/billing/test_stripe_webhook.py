@@ -11,7 +11,9 @@ from django.conf import settings
 
 from accounts.models import TokenType
 from billing.models import AccountDebt, LedgerEntry, StripeEvent, TopUp, Wallet
-from billing.services import job_hold, topup_record, wallet_adjust
+from billing.services.adjustments import wallet_adjust
+from billing.services.holds import hold_take
+from billing.services.topups import topup_record
 
 pytestmark = pytest.mark.django_db
 URL = "/webhooks/stripe/"
@@ -125,7 +127,7 @@ def test_refund_beyond_the_balance_records_debt_and_suspends_the_key(client, mak
     post(client, event("evt_p", "checkout.session.completed", session("cs_d", user, intent="pi_d")))
     model = LlmModel.objects.get(pk="qwen3.5-35b-a3b-gguf-q4km")
     # Hold 1,800 Spark ($9) for a running job: only 300 Spark stays available.
-    job_hold(user=user, job_id="j1", model=model, prompt_tokens=0, max_tokens=10_000_000, token_type="spark")
+    hold_take(user=user, job_id="j1", model=model, prompt_tokens=0, max_tokens=10_000_000, token_type="spark")
     charge = {"id": "ch_d", "object": "charge", "payment_intent": "pi_d", "amount": 1000, "amount_refunded": 1000}
     response = post(client, event("evt_r", "charge.refunded", charge))
     assert response.status_code == 200
@@ -207,7 +209,7 @@ def test_a_lost_dispute_beyond_the_balance_records_debt_and_suspends_the_key(cli
     post(client, event("evt_p", "checkout.session.completed", session("cs_dd", user, intent="pi_dd")))
     model = LlmModel.objects.get(pk="qwen3.5-35b-a3b-gguf-q4km")
     # Hold 1,800 Spark for a running job and spend 200 of the rest: 100 Spark stays available.
-    job_hold(user=user, job_id="j1", model=model, prompt_tokens=0, max_tokens=10_000_000, token_type="spark")
+    hold_take(user=user, job_id="j1", model=model, prompt_tokens=0, max_tokens=10_000_000, token_type="spark")
     wallet_adjust(wallet=Wallet.objects.get(user=user, token_type=TokenType.SPARK), amount=Decimal("-200"),
                   reason="spent", operator=user, key="spent")  # fmt: skip
     response = post(client, event("evt_d", "charge.dispute.closed", dispute("dp_dd", "pi_dd", status="lost")))

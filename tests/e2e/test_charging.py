@@ -35,7 +35,7 @@ def client(live_platform, user) -> openai.OpenAI:
 
 
 def sogni_credit(user, amount: str) -> None:
-    from billing.services import wallet_adjust
+    from billing.services.adjustments import wallet_adjust
 
     operator = account_create(email="treasurer@example.com").user
     wallet = user.wallets.get(token_type="sogni")
@@ -43,7 +43,7 @@ def sogni_credit(user, amount: str) -> None:
 
 
 def test_token_type_chooses_the_wallet_charged_and_the_operator_earns_each_share(workers, client, user, operator):
-    from billing.services import user_default_token_type_set
+    from accounts.services import user_default_token_type_set
 
     workers.start("scripted", engine="scripted", models=[SCRIPTED], extra=["--scripted-rate", "0"])
     sogni_credit(user.user, "100")

@@ -299,7 +299,7 @@ def test_langchain_chat_openai_bind_tools_round_trip(workers, live_platform, use
 
 def test_errors_validate_and_a_short_balance_gets_402_before_any_job(workers, client, live_platform, user):
     from billing.models import LedgerEntry
-    from billing.services import wallet_adjust
+    from billing.services.adjustments import wallet_adjust
     from inference.models import Job
 
     workers.start("scripted", engine="scripted", models=[SCRIPTED], extra=["--scripted-rate", "0"])

@@ -35,25 +35,24 @@ def worker_online(owner, name: str, *, slots: int = 1, models=(SMOLLM2,), channe
     ).worker
 
 
-def job_unwritten(user, *, model_id: str = SMOLLM2, reply_channel: str | None = None, token_type: str | None = "auto"):
-    """A new job as the chat view makes it, not yet written."""
+def job_fields(user, *, model_id: str = SMOLLM2, reply_channel: str | None = None, token_type: str | None = "auto"):
+    """A new job's fields as the chat view gives them to job_open."""
     import uuid
 
     from inference.models import LlmModel
     from inference.openai.responses import completion_id
-    from inference.services.jobs import job_new
 
-    return job_new(
-        user=user,
-        model=LlmModel.objects.get(id=model_id),
-        public_id=completion_id(),
-        request={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
-        stream=True,
-        max_tokens=16,
-        prompt_tokens_estimate=10,
-        token_type=token_type,
-        reply_channel=reply_channel or f"test.reply.{uuid.uuid4().hex}",
-    )
+    return {
+        "user": user,
+        "model": LlmModel.objects.get(id=model_id),
+        "public_id": completion_id(),
+        "request": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16, "stream": True},
+        "stream": True,
+        "max_tokens": 16,
+        "prompt_tokens_estimate": 10,
+        "token_type": token_type,
+        "reply_channel": reply_channel or f"test.reply.{uuid.uuid4().hex}",
+    }
 
 
 def job_queued(
@@ -64,12 +63,21 @@ def job_queued(
     assign_now: bool = False,
     token_type: str | None = "auto",
 ):
-    """A queued job as the chat view creates it (without a hold); dispatch follows on commit. With
-    `assign_now` (inside a transaction) it takes a free slot as it goes in, as the chat view's does."""
-    from inference.services.jobs import job_insert
+    """A job written queued (no hold), dispatched after commit. With `assign_now`, opened as the chat
+    view opens it (inference.services.opening): assigned to a free slot as it goes in, with its hold."""
+    from accounts.models import User
+    from inference.models import Job
+    from inference.services.dispatch import dispatch_job_on_commit
+    from inference.services.opening import job_open
 
-    job = job_unwritten(user, model_id=model_id, reply_channel=reply_channel, token_type=token_type)
-    return job_insert(job, assign_now=assign_now)
+    fields = job_fields(user, model_id=model_id, reply_channel=reply_channel, token_type=token_type)
+    if assign_now:
+        return job_open(**fields)
+    if token_type is None:  # the account's default as of the insert
+        token_type = User.objects.filter(pk=user.pk).values_list("default_token_type", flat=True).get() or "auto"
+    job = Job.objects.create(**{**fields, "token_type": token_type})
+    dispatch_job_on_commit(job.id)
+    return job
 
 
 def smollm2_count(text: str) -> int:

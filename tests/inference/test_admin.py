@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
-from inference.models import LlmModel, Worker
-from inference.services import job_create, worker_register
+from inference.models import Job, LlmModel, Worker
+from inference.services import worker_register
 from tests.support.factories import SMOLLM2
 
 
@@ -34,7 +34,7 @@ def worker_box(owner) -> Worker:
 
 def test_workers_and_jobs_pages_and_the_ban_action(admin_client, eager_celery, customer, operator):
     worker = worker_box(operator.user)
-    job = job_create(
+    job = Job.objects.create(
         user=customer.user,
         model=LlmModel.objects.get(id=SMOLLM2),
         public_id="chatcmpl-admin-test",

@@ -4,6 +4,7 @@ import contextlib
 import random
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -13,11 +14,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
+from billing.models import SogniRate
+from billing.services.adjustments import wallet_adjust
+from billing.services.ledger import wallets_ensure
 from inference.models import Job, LlmModel, Worker
 from inference.relay import WORKER_JOB_ASSIGN, ReplyReader
 from inference.services import (
+    job_complete,
     job_dispatch,
-    job_finish,
     jobs_dispatch_queued,
     worker_set_draining,
 )
@@ -82,7 +86,7 @@ def test_least_loaded_worker_first_within_its_slots(platform, operator, customer
 
     # A slot frees up: the waiting job goes there.
     w1 = Worker.objects.get(name="w1")
-    job_finish(
+    job_complete(
         job_id=jobs[0].id,
         channel_name=w1.channel_name,
         finish_reason="stop",
@@ -125,12 +129,12 @@ def test_only_the_holding_connection_can_finish_a_job(platform, operator, custom
     worker = worker_online(operator.user, "w", slots=1)
     job = job_queued(customer.user)
     finish = dict(finish_reason="stop", prompt_tokens=1, completion_tokens=1, reasoning_tokens=0)
-    assert job_finish(job_id=job.id, channel_name="test.someone-else", **finish) is None
+    assert job_complete(job_id=job.id, channel_name="test.someone-else", **finish) is None
     job.refresh_from_db()
     assert job.status == Job.Status.ASSIGNED
-    assert job_finish(job_id=job.id, channel_name=worker.channel_name, **finish) is not None
+    assert job_complete(job_id=job.id, channel_name=worker.channel_name, **finish) is not None
     # Finishing twice changes nothing (and frees the slot once).
-    assert job_finish(job_id=job.id, channel_name=worker.channel_name, **finish) is None
+    assert job_complete(job_id=job.id, channel_name=worker.channel_name, **finish) is None
     assert Worker.objects.get().in_flight == 0
 
 
@@ -185,11 +189,11 @@ def test_concurrent_dispatch_never_overfills_a_worker(platform, operator, custom
     assert all(job.attempts == 1 for job in assigned)
 
 
-def test_a_new_job_goes_in_already_assigned_to_the_best_free_worker_in_one_statement(
-    platform, operator, customer, django_assert_num_queries, settings
+def test_a_job_opened_in_a_transaction_goes_in_already_assigned_to_the_best_free_worker(
+    platform, operator, customer, settings
 ):
-    """The chat view's job: the slot claim and the insert are one statement, and the worker is told after
-    commit; with no free worker it goes in queued, for Celery to dispatch."""
+    """The opening's transaction path: the slot is claimed before the insert, and the worker is told
+    after commit; with no free worker the job goes in queued, for Celery to dispatch."""
 
     async def scenario():
         channel = await get_channel_layer().new_channel()
@@ -197,9 +201,7 @@ def test_a_new_job_goes_in_already_assigned_to_the_best_free_worker_in_one_state
 
         def open_job():
             with transaction.atomic():
-                # job_queued's model lookup, then the claim and insert (three statements off PostgreSQL)
-                with django_assert_num_queries(2 if connection.vendor == "postgresql" else 4):
-                    return job_queued(customer.user, assign_now=True)
+                return job_queued(customer.user, assign_now=True)
 
         job = await sync_to_async(open_job)()
         reader = ReplyReader(channel)
@@ -231,6 +233,14 @@ def test_a_job_that_names_no_token_type_pays_as_its_account_says_when_it_goes_in
     """The chat view reads the key (and its user) from a cache: the account's default token type is read
     with the job's insert, so a change made a moment ago elsewhere already applies."""
     worker_online(operator.user, "w", slots=1)
+    SogniRate.objects.create(usd_per_sogni=Decimal("0.02"))
+    wallet_adjust(
+        wallet=wallets_ensure(user=customer.user)["sogni"],
+        amount=Decimal(100),
+        reason="test",
+        operator=operator.user,
+        key="sogni",
+    )
     customer.user.refresh_from_db()
     assert customer.user.default_token_type != "sogni"
     User.objects.filter(pk=customer.user.pk).update(default_token_type="sogni")  # another process's write
@@ -327,9 +337,9 @@ def test_claiming_and_freeing_a_slot_are_heap_only_updates_of_the_worker_row(pla
             cursor.execute("SELECT pg_stat_get_xact_tuples_updated('inference_worker'::regclass), "
                            "pg_stat_get_xact_tuples_hot_updated('inference_worker'::regclass)")  # fmt: skip
             before = cursor.fetchone()
-            from inference.services.dispatch import job_take_slot
+            from inference.services.dispatch import worker_slot_claim
 
-            assert job_take_slot(job)
+            assert worker_slot_claim(model_id=job.model_id, now=timezone.now())
             worker_slot_free(worker_id=worker.pk, channel_name=worker.channel_name, model_id=job.model_id)
             cursor.execute("SELECT pg_stat_get_xact_tuples_updated('inference_worker'::regclass), "
                            "pg_stat_get_xact_tuples_hot_updated('inference_worker'::regclass)")  # fmt: skip

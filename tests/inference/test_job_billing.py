@@ -1,4 +1,4 @@
-"""Every end of a job settles or releases its hold (inference/services/jobs.py `_job_end`), on the
+"""Every end of a job settles or releases its hold (inference/services/jobs.py `job_end`), on the
 platform's counts of what was relayed, capped by what the hold was taken for."""
 
 from decimal import Decimal
@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from tests.billing.invariants import ledger_invariants  # noqa: F401  (autouse)
+from tests.inference.platform import worker_online
 from tests.support.factories import SMOLLM2, account_create
 
 pytestmark = pytest.mark.django_db
@@ -14,21 +15,23 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def user(db):
     from inference.catalog import catalog_seed
+    from inference.models import Worker
 
     catalog_seed()
+    # A worker of the model is online but busy: a job opens queued, with its hold.
+    worker = worker_online(account_create(email="owner@example.com").user, "busy", slots=1)
+    Worker.objects.filter(pk=worker.pk).update(in_flight=1)
     return account_create(email="payer@example.com").user
 
 
 def open_job(user, *, max_tokens=10, prompt_tokens_estimate=100):
-    """What the chat view's _job_open does: the job and its hold in one transaction."""
-    from billing.services import job_hold
+    """A chat request's job opened as the chat view opens it: queued (no free worker) with its hold."""
     from inference.models import LlmModel
-    from inference.services import job_create
+    from inference.services.opening import job_open
 
-    model = LlmModel.objects.get(id=SMOLLM2)
-    job = job_create(
+    return job_open(
         user=user,
-        model=model,
+        model=LlmModel.objects.get(id=SMOLLM2),
         public_id=f"chatcmpl-{user.pk}-{max_tokens}-{prompt_tokens_estimate}",
         request={},
         stream=False,
@@ -37,15 +40,6 @@ def open_job(user, *, max_tokens=10, prompt_tokens_estimate=100):
         token_type="spark",
         reply_channel="reply.test",
     )
-    job_hold(
-        user=user,
-        job_id=str(job.id),
-        model=model,
-        prompt_tokens=prompt_tokens_estimate,
-        max_tokens=max_tokens,
-        token_type="spark",
-    )
-    return job
 
 
 def running(job, channel="worker.test"):
@@ -66,11 +60,11 @@ def spark(user) -> tuple[Decimal, Decimal]:
 
 
 def test_a_worker_over_reporting_the_prompt_is_charged_at_most_the_holds_bound(user):
-    from inference.services import job_finish
+    from inference.services import job_complete
 
     job = open_job(user, max_tokens=10, prompt_tokens_estimate=100)
     running(job)
-    finished = job_finish(
+    finished = job_complete(
         job_id=job.id, channel_name="worker.test", finish_reason="stop", prompt_tokens=5000, completion_tokens=10,
         reasoning_tokens=0, output=" word" * 20,
     )  # fmt: skip

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from billing.models import Hold, LedgerEntry
 from billing.selectors import ledger_invariant_violations
-from billing.services import job_hold
+from billing.services.holds import hold_take
 from inference.models import Job, LlmModel, Worker
 from inference.relay import REPLY_ERROR, REPLY_REQUEUED, ReplyReader
 from inference.services import job_mark_running
@@ -25,7 +25,7 @@ from tests.support.factories import SMOLLM2
 def held_job(user, reply_channel: str) -> Job:
     """A queued-then-dispatched job with its billing hold, as the chat view opens it."""
     job = job_queued(user, reply_channel=reply_channel)
-    job_hold(
+    hold_take(
         user=user,
         job_id=str(job.id),
         model=LlmModel.objects.get(id=SMOLLM2),
@@ -171,10 +171,10 @@ def test_a_job_past_the_maximum_duration_fails_even_with_a_fresh_lease(platform,
 def test_orphaned_holds_are_released_after_the_grace_period_and_live_ones_kept(platform, operator, customer):
     platform.HOLD_ORPHAN_GRACE_SECONDS = 60
     model = LlmModel.objects.get(id=SMOLLM2)
-    orphan = job_hold(
+    orphan = hold_take(
         user=customer.user, job_id=str(uuid.uuid4()), model=model, prompt_tokens=10, max_tokens=16, token_type="spark"
     )
-    recent = job_hold(
+    recent = hold_take(
         user=customer.user, job_id=str(uuid.uuid4()), model=model, prompt_tokens=10, max_tokens=16, token_type="spark"
     )
     # A queued job (no worker online) keeps its hold however old.

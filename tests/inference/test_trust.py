@@ -2,12 +2,13 @@
 faults in an hour, implausible throughput flagged, dispatch preferring healthy and fast workers."""
 
 from datetime import timedelta
+from unittest import mock
 
 from django.utils import timezone
 
 from inference.models import Job, Worker
-from inference.services import job_finish, job_mark_running
-from inference.services.trust import job_outcome_record, worker_fault_record, worker_unpause
+from inference.services import job_complete, job_mark_running
+from inference.services.trust import worker_fault_record, worker_unpause
 from inference.usage.selectors import worker_state
 from tests.inference.platform import job_queued, worker_online
 
@@ -18,19 +19,17 @@ def finish(worker: Worker, job: Job, *, tokens: int, ttft: float, seconds: float
     job.refresh_from_db()
     first = job.assigned_at + timedelta(seconds=ttft)
     job_mark_running(job_id=job.id, channel_name=worker.channel_name, first_token_at=first)
-    ended = job_finish(
-        job_id=job.id,
-        channel_name=worker.channel_name,
-        finish_reason="length",
-        prompt_tokens=5,
-        completion_tokens=tokens,
-        reasoning_tokens=0,
-        output=" word" * tokens,  # one SmolLM2 token each
-    )
-    Job.objects.filter(pk=job.pk).update(finished_at=first + timedelta(seconds=seconds))
-    ended.refresh_from_db()
-    job_outcome_record(job=ended)
-    return ended
+    # The done arrives `seconds` after the first token (the clock read when the job ends).
+    with mock.patch("django.utils.timezone.now", return_value=first + timedelta(seconds=seconds)):
+        return job_complete(
+            job_id=job.id,
+            channel_name=worker.channel_name,
+            finish_reason="length",
+            prompt_tokens=5,
+            completion_tokens=tokens,
+            reasoning_tokens=0,
+            output=" word" * tokens,  # one SmolLM2 token each
+        )
 
 
 def test_a_completed_job_adds_to_the_workers_statistics(platform, operator, customer):

@@ -18,10 +18,10 @@ class Account(NamedTuple):
 def verified_signup(*, email: str, password: str = PASSWORD):
     """A user made through the signup service who opened the verification link: starter grant credited."""
     from accounts.services import user_signup
-    from accounts.verification import user_email_verify
+    from billing.services.grants import account_verify
 
     user = user_signup(email=email, password=password)
-    user_email_verify(user=user)
+    account_verify(user=user)
     user.refresh_from_db()
     return user
 

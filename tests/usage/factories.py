@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from billing.models import Hold, LedgerEntry
-from billing.services import job_hold, job_settle
+from billing.services.holds import hold_settle, hold_take
 from inference.models import Job, LlmModel, Worker
 from inference.openai.responses import completion_id
 from tests.support.factories import SMOLLM2
@@ -71,10 +71,10 @@ def job_make(
     if settle:
         key = job.public_id if hold_key == "public_id" else str(job.id)
         model = LlmModel.objects.get(pk=model_id)
-        job_hold(
+        hold_take(
             user=user, job_id=key, model=model, prompt_tokens=prompt, max_tokens=job.max_tokens, token_type=token_type
         )
-        job_settle(
+        hold_settle(
             job_id=key,
             prompt_tokens=prompt,
             completion_tokens=completion,
@@ -87,7 +87,8 @@ def job_make(
 
 def sogni_grant(*, user, amount: str = "10", operator=None) -> None:
     """SOGNI to spend, through billing's own adjustment (an operator's correction)."""
-    from billing.services import wallet_adjust, wallets_ensure
+    from billing.services.adjustments import wallet_adjust
+    from billing.services.ledger import wallets_ensure
 
     wallet = wallets_ensure(user=user)["sogni"]
     wallet_adjust(

@@ -10,7 +10,7 @@ from django.db import transaction
 from accounts.models import User
 from accounts.selectors import api_key_for_user
 from accounts.services import api_key_create, api_key_reveal, user_signup
-from accounts.verification import user_email_verify
+from billing.services.grants import account_verify
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
         if user is None:
             # A random strong password: the owner sets their own with a password reset or an operator.
             user = user_signup(email=email, password=secrets.token_urlsafe(32))
-            user_email_verify(user=user)  # the operator vouches for the address: verified, starter grant credited
+            account_verify(user=user)  # the operator vouches for the address: verified, starter grant credited
             self.stderr.write(f"Created account {user.email}.")
         api_key = api_key_for_user(user=user)
         if api_key is None:
