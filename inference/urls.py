@@ -4,6 +4,7 @@ from inference import apis, views
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="chat-completions"),
+    path("completions", views.completions, name="completions"),
     path("models", apis.ModelListApi.as_view(), name="model-list"),
     path("models/<path:model_id>", apis.ModelDetailApi.as_view(), name="model-detail"),
 ]

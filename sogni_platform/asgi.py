@@ -14,21 +14,23 @@ from django.core.handlers.exception import convert_exception_to_response  # noqa
 from django.urls import set_script_prefix  # noqa: E402
 
 from inference.chat import chat_sessions  # noqa: E402
+from sogni_platform.cors import CorsMiddleware  # noqa: E402
 from sogni_platform.middleware import RequestIdMiddleware  # noqa: E402
 from sogni_platform.routing import websocket_urlpatterns  # noqa: E402
 
-API_FAST_PATHS = frozenset({"/v1/chat/completions"})
+API_FAST_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 
 
 class ApiASGIHandler(ASGIHandler):
-    """The chat endpoint with only the middleware an API call needs: request id, access log, metrics
-    and rate-limit headers. The browser middleware (sessions, CSRF, auth, messages) is sync and
+    """The chat endpoint with only the middleware an API call needs: request id, access log, metrics,
+    rate-limit headers and CORS. The browser middleware (sessions, CSRF, auth, messages) is sync and
     would run each of its hooks in a thread, some fourteen hops per request, for a view that uses
     none of it (it authenticates by API key)."""
 
     def load_middleware(self, is_async=False):
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
         handler = convert_exception_to_response(self._get_response_async)
+        handler = convert_exception_to_response(CorsMiddleware(handler))
         self._middleware_chain = convert_exception_to_response(RequestIdMiddleware(handler))
 
     async def __call__(self, scope, receive, send):

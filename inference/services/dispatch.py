@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import TokenTypePreference, User
 from inference.models import Job, Worker
+from inference.protocol import JOB_FEATURES
 from inference.relay import WORKER_JOB_ASSIGN, send_on_commit
 from inference.selectors import WORKER_ELIGIBLE_SQL, worker_eligible_params
 from sogni_platform.rows import insert, insert_select, update
@@ -36,11 +37,12 @@ _ORDER_BY = (
 def _pick_sql(*, columns: str, lock: str) -> str:
     """Healthy and fast first: unflagged, then the failure rate in tenths, then load, then measured
     speed, most slots, longest idle. Raw SQL: building this query with the ORM cost ~5 ms of CPU a
-    request here. Parameters: model id, then worker_eligible_params."""
+    request here. Parameters: _pick_params's."""
     worker, served = Worker._meta.db_table, Worker.served_models.through._meta.db_table
     return (
         f"SELECT {columns} FROM {worker} w JOIN {served} m ON m.worker_id = w.id "  # noqa: S608 - names from model meta
-        f"WHERE m.llmmodel_id = %s AND w.in_flight < w.slots AND {WORKER_ELIGIBLE_SQL} {_ORDER_BY}{lock}"
+        f"WHERE m.llmmodel_id = %s AND w.in_flight < w.slots AND {WORKER_ELIGIBLE_SQL} {_FEATURES_SQL} "
+        f"{_ORDER_BY}{lock}"
     )
 
 
@@ -57,22 +59,34 @@ def _claim_free_sql(returning: str = "id, channel_name", condition: str = "") ->
     )
 
 
-def _pick_params(model_id: str, now) -> list:
-    return [model_id, *worker_eligible_params(now)]
+# A job that needs a worker feature (protocol hello.features: a raw prompt, log probabilities) goes only
+# to a worker that announced it: one LIKE per known feature, '%' when the job does not need it.
+_FEATURES_SQL = "".join(" AND w.features LIKE %s" for _ in JOB_FEATURES)
 
 
-def _claim_free(model_id: str, now) -> tuple[int, str] | None:
+def job_features(request: dict) -> tuple[str, ...]:
+    """The worker features a job's request needs."""
+    needs = {"prompt": "prompt" in request, "logprobs": bool(request.get("logprobs"))}
+    return tuple(feature for feature in JOB_FEATURES if needs[feature])
+
+
+def _pick_params(model_id: str, now, needs: tuple[str, ...] = ()) -> list:
+    return [model_id, *worker_eligible_params(now), *(f"% {f} %" if f in needs else "%" for f in JOB_FEATURES)]
+
+
+def _claim_free(model_id: str, now, needs: tuple[str, ...] = ()) -> tuple[int, str] | None:
     if not connection.features.has_select_for_update_skip_locked:
         return None
     with connection.cursor() as cursor:
-        cursor.execute(_claim_free_sql(), [connection.ops.adapt_datetimefield_value(now), *_pick_params(model_id, now)])
+        now_param = connection.ops.adapt_datetimefield_value(now)
+        cursor.execute(_claim_free_sql(), [now_param, *_pick_params(model_id, now, needs)])
         return cursor.fetchone()
 
 
-def _pick_worker(model_id: str, now) -> tuple[int, str] | None:
+def _pick_worker(model_id: str, now, needs: tuple[str, ...] = ()) -> tuple[int, str] | None:
     """The best worker with a free slot as of now; nothing is locked."""
     with connection.cursor() as cursor:
-        cursor.execute(_pick_sql(columns="w.id, w.channel_name", lock=""), _pick_params(model_id, now))
+        cursor.execute(_pick_sql(columns="w.id, w.channel_name", lock=""), _pick_params(model_id, now, needs))
         return cursor.fetchone()
 
 
@@ -85,10 +99,11 @@ def _fill_slot(worker_id: int, channel_name: str, now) -> bool:
     )
 
 
-def _claim_slot(model_id: str, now, *, free_first: bool = True) -> tuple[int, str] | None:
-    """Inside a transaction: take a slot of the best worker for the model; None if none has room.
-    `free_first=False`: the caller's own statement just found no free worker nobody was claiming."""
-    claimed = _claim_free(model_id, now) if free_first else None  # the common case: a free worker nobody claims
+def _claim_slot(model_id: str, now, *, free_first: bool = True, needs: tuple[str, ...] = ()) -> tuple[int, str] | None:
+    """Inside a transaction: take a slot of the best worker for the model (with the features a job
+    `needs`); None if none has room. `free_first=False`: the caller's own statement just found no free
+    worker nobody was claiming."""
+    claimed = _claim_free(model_id, now, needs) if free_first else None  # the common case: a free worker nobody claims
     if claimed is not None:
         return claimed
     # Every free worker is being claimed by someone else (or none is free): wait for the best one's
@@ -97,7 +112,7 @@ def _claim_slot(model_id: str, now, *, free_first: bool = True) -> tuple[int, st
     # waits for a worker row while holding another. Each lost race means a slot filled.
     while True:
         savepoint = transaction.savepoint()
-        picked = _pick_worker(model_id, now)
+        picked = _pick_worker(model_id, now, needs)
         if picked is not None and _fill_slot(*picked, now):
             transaction.savepoint_commit(savepoint)
             return picked
@@ -115,7 +130,7 @@ def job_take_slot(job: Job) -> bool:
     the worker after commit. The job must be row-locked by the caller, or not yet inserted (nobody else
     can see it); for a new job that gets no slot the caller dispatches it after commit."""
     now = timezone.now()
-    picked = _claim_slot(job.model_id, now)
+    picked = _claim_slot(job.model_id, now, needs=job_features(job.request))
     if picked is None:
         return False
     job_assigned(job, picked, now)
@@ -168,7 +183,7 @@ def job_insert_assigned(job: Job) -> bool:
     picked = _insert_claiming(job, now)
     if picked is None:
         now = timezone.now()
-        picked = _claim_slot(job.model_id, now, free_first=False)
+        picked = _claim_slot(job.model_id, now, free_first=False, needs=job_features(job.request))
         if picked is None:
             return False
         job_assigned(job, picked, now)
@@ -232,7 +247,8 @@ def job_insert_claiming_ctes(
             "attempts": "{} + CASE WHEN c.id IS NULL THEN 0 ELSE 1 END",
         },
     )
-    params = [adapt(now), *_pick_params(job.model_id, now), *condition_params, adapt(now), adapt(_lease_end(now)),
+    pick_params = _pick_params(job.model_id, now, job_features(job.request))
+    params = [adapt(now), *pick_params, *condition_params, adapt(now), adapt(_lease_end(now)),
               job.user_id, *insert_params, *source_params]  # fmt: skip
     return f"c AS ({claim}), u AS ({account}), j AS ({insert_sql} RETURNING {', '.join(_INSERTED)})", params
 

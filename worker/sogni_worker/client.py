@@ -171,7 +171,7 @@ class Worker:
         c = self.config
         await self._send(
             ws, protocol.hello(worker_name=c.name, models=c.models, slots=c.slots, engine=self.engine.name,
-                               version=__version__, hardware=c.hardware),
+                               version=__version__, hardware=c.hardware, features=self.engine.features),
         )  # fmt: skip
         welcome = await self._welcome(ws)
         interval = float(welcome.get("heartbeat_interval") or 5.0)
@@ -305,7 +305,10 @@ class Worker:
         if job_id in self.jobs:
             log.warning("job %s: already running; ignoring the duplicate", job_id)
             return
-        if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
+        if not isinstance(request, dict) or not (
+            isinstance(request.get("messages"), list)
+            or ("prompt" in self.engine.features and isinstance(request.get("prompt"), str))
+        ):
             await self._send(ws, protocol.error(job_id, "invalid_request", "job.request.messages is missing"))
             return
         if self.draining or len(self.jobs) >= self.config.slots:
@@ -338,6 +341,8 @@ class Worker:
                     frame["reasoning"] = item.reasoning
                 if item.tool_calls:
                     frame["tool_calls"] = item.tool_calls
+                if item.logprobs:
+                    frame["logprobs"] = item.logprobs
                 await self._emit(ws, frame)
         except EngineError as exc:
             await self._send_failure(ws, job_id, job, exc)

@@ -32,8 +32,17 @@ def worker_url(platform: str) -> str:
     return url + "/"
 
 
-def hello(*, worker_name: str, models: list[str], slots: int, engine: str, version: str, hardware: dict) -> dict:
-    return {
+def hello(
+    *,
+    worker_name: str,
+    models: list[str],
+    slots: int,
+    engine: str,
+    version: str,
+    hardware: dict,
+    features: tuple[str, ...] | list[str] = (),
+) -> dict:
+    frame = {
         "type": "hello",
         "protocol": PROTOCOL_VERSION,
         "worker_name": worker_name,
@@ -43,6 +52,9 @@ def hello(*, worker_name: str, models: list[str], slots: int, engine: str, versi
         "version": version,
         "hardware": hardware,
     }
+    if features:
+        frame["features"] = list(features)
+    return frame
 
 
 def error(job_id: str, code: str, message: str, *, retryable: bool = False) -> dict[str, Any]:
