@@ -6,7 +6,8 @@ import pytest
 
 from tests.support.workers import SMOLLM2
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+# A ceiling for a shared 2-core machine: the prefill alone is minutes there (docs/workers.md).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 RULE = "Rule {n}: when the user asks about the colour of the sky, remember that tools are listed below.\n"
 
@@ -15,7 +16,7 @@ def test_a_four_thousand_token_system_prompt_is_answered(workers, live_platform,
     models = openai.OpenAI(base_url=live_platform.url + "/v1", api_key=user.key, max_retries=0).models
     assert models.retrieve(SMOLLM2).model_extra["context_window"] == 8192
     workers.start("smol-8k", extra=["--n-ctx", "8192", "--threads", "2"])
-    client = openai.OpenAI(base_url=live_platform.url + "/v1", api_key=user.key, max_retries=0, timeout=300)
+    client = openai.OpenAI(base_url=live_platform.url + "/v1", api_key=user.key, max_retries=0, timeout=1500)
     system = "You are a helpful assistant.\n" + "".join(RULE.format(n=n) for n in range(190))
     reply = client.chat.completions.create(
         model=SMOLLM2,
