@@ -16,15 +16,23 @@ def _is_default(model) -> bool:
     return model.is_embedded_default if settings.EMBEDDED else model.is_default
 
 
-def model_payload(model, *, counts: dict[str, int]) -> dict:
-    return model_object(model, online_workers=counts.get(model.id, 0), is_default=_is_default(model))
+def model_payload(model, *, counts: dict[str, int], features: dict[str, set[str]]) -> dict:
+    return model_object(
+        model,
+        online_workers=counts.get(model.id, 0),
+        is_default=_is_default(model),
+        worker_features=features.get(model.id, set()),
+    )
 
 
 class ModelListApi(APIView):
     def get(self, request):
         counts = _online_worker_counts()
-        models = selectors.model_list()
-        return Response({"object": "list", "data": [model_payload(model, counts=counts) for model in models]})
+        features = selectors.online_worker_features()
+        payloads = [model_payload(model, counts=counts, features=features) for model in selectors.model_list()]
+        # For UIs that pre-select the first entry: the default model, then those online, then the rest.
+        payloads.sort(key=lambda m: (not m["default"], m["status"] != "online"))
+        return Response({"object": "list", "data": payloads})
 
 
 class ModelDetailApi(APIView):
@@ -32,4 +40,5 @@ class ModelDetailApi(APIView):
         model = selectors.model_get(model_id=model_id)
         if model is None:
             raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
-        return Response(model_payload(model, counts=_online_worker_counts()))
+        features = selectors.online_worker_features()
+        return Response(model_payload(model, counts=_online_worker_counts(), features=features))

@@ -27,7 +27,7 @@ SEED = [
     {
         "id": "smollm2-135m-instruct-q4_1",
         "display_name": "SmolLM2 135M Instruct (GGUF Q4_1, CPU)",
-        "context_window": 2048,
+        "context_window": 8192,  # what SmolLM2 was trained for
         "max_output_tokens": 1024,
         "is_embedded_default": True,
         "input_price_usd_per_m": Decimal("0.30"),

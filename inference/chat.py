@@ -7,7 +7,7 @@ job exists, so nothing the worker sends can be missed.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
 
 from asgiref.sync import sync_to_async
@@ -24,13 +24,15 @@ from inference.openai.responses import (
     SSE_DONE,
     SSE_KEEPALIVE,
     ChatCompletionAccumulator,
+    TextCompletionAccumulator,
     completion_id,
     sse_error,
     sse_event,
+    text_completion_id,
     usage_payload,
 )
 from inference.relay import ReplyReader
-from inference.selectors import model_resolve
+from inference.selectors import model_resolve, model_worker_features
 from inference.services import job_cancel, job_expire
 from inference.services.leases import job_outcome_read
 from inference.services.opening import RETRY_AFTER_SECONDS, job_open, no_worker
@@ -65,14 +67,14 @@ def in_db_thread(function):
     return sync_to_async(call, thread_sensitive=False)
 
 
-def job_error(code: str, message: str) -> ApiError:
+def job_error(code: str, message: str, *, param: str = "messages") -> ApiError:
     """A job's failure as the API reports it."""
     if code == "no_worker_available":
         return no_worker(message)
     if code == "overloaded":
         return ServiceUnavailable(message, code="overloaded", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if code == "context_length_exceeded":
-        return ApiError(message, param="messages", code=code)
+        return ApiError(message, param=param, code=code)
     if code == "invalid_request":
         return ApiError(message, code="invalid_request")
     return ApiError(message, status=502, type="server_error", code=code)
@@ -91,8 +93,9 @@ def _max_tokens(*, chat: ChatRequest, model: LlmModel, prompt_tokens: int | None
         raise job_error(
             "context_length_exceeded",
             f"This model's maximum context length is {model.context_window} tokens. However, you requested "
-            f"{prompt_tokens + wanted} tokens ({prompt_tokens} in the messages, {wanted} in the completion). "
-            "Please reduce the length of the messages or completion.",
+            f"{prompt_tokens + wanted} tokens ({prompt_tokens} in the {chat.input_param}, {wanted} in the "
+            f"completion). Please reduce the length of the {chat.input_param} or completion.",
+            param=chat.input_param,
         )
     return min(max_tokens, room)
 
@@ -112,6 +115,9 @@ def _job_open(
             param="model",
             code="model_not_found",
         )
+    needs = chat.worker_features()
+    if needs:
+        worker_features_check(model=model, needs=needs)
     request = chat.engine_request()
     counter = model_counter(model)
     prompt_tokens = counter.prompt(request) if counter is not None else None
@@ -126,7 +132,7 @@ def _job_open(
     job = job_open(
         user=api_key.user,
         model=model,
-        public_id=public_id or completion_id(),
+        public_id=public_id or (completion_id() if chat.prompt is None else text_completion_id()),
         request=request,
         stream=chat.stream,
         max_tokens=max_tokens,
@@ -138,19 +144,43 @@ def _job_open(
     return job, model, ratelimit_state
 
 
+# The request field each worker feature serves, named by the 400 when no online worker has it.
+FEATURE_PARAMS = {"logprobs": "logprobs", "prompt": "prompt"}
+FEATURE_WHAT = {"logprobs": "return log probabilities", "prompt": "complete a raw prompt"}
+
+
+def worker_features_check(*, model: LlmModel, needs: tuple[str, ...]) -> None:
+    """A 400 naming the field when the model's online workers cannot serve what `needs` asks; with no
+    worker online at all, the request goes on to the usual 503."""
+    offered = model_worker_features(model_id=model.id)
+    if offered is None:
+        return
+    for feature in needs:
+        if feature not in offered:
+            param = FEATURE_PARAMS[feature]
+            raise ApiError(
+                f"Unsupported parameter: '{param}': no worker serving `{model.id}` can {FEATURE_WHAT[feature]}.",
+                param=param,
+                code="unsupported_parameter",
+            )
+
+
 class ChatSession:
     """One request's view of its job, from queued to its end."""
 
     def __init__(self, *, job: Job, model: LlmModel, chat: ChatRequest, reader: ReplyReader, ratelimit_state=None):
         self.job_id = str(job.id)
         self.reader = reader
-        self.accumulator = ChatCompletionAccumulator(
+        accumulator = ChatCompletionAccumulator if chat.prompt is None else TextCompletionAccumulator
+        self.accumulator = accumulator(
             model=model.id,
             include_usage=chat.include_usage,
             split_think=model.supports_reasoning,
             id=job.public_id,
             created=int(job.created_at.timestamp()),
+            logprobs=bool(chat.options.get("logprobs")),
         )
+        self.input_param = chat.input_param
         self.user_id = job.user_id
         self.ratelimit_state = ratelimit_state  # for the middleware's x-ratelimit-* headers
         self.ended = False
@@ -197,8 +227,11 @@ class ChatSession:
             return
         await cls(job=job, model=model, chat=chat, reader=reader).close()
 
-    async def _messages(self, *, keepalive: float | None) -> AsyncIterator[dict | None]:
-        """Reply-channel messages until the job ends; None when `keepalive` seconds passed quietly.
+    async def _messages(
+        self, *, keepalive: float | None, head: float | None = None
+    ) -> AsyncGenerator[dict | None, None]:
+        """Reply-channel messages until the job ends; None when `keepalive` seconds passed quietly, and
+        once `head` seconds after the start if no delta (nor the job's end) came by then.
 
         Fails the job with no_worker_available when it stays queued for JOB_QUEUE_TIMEOUT. Once a worker
         has it, a quiet spell of JOB_QUIET_CHECK_SECONDS reads the job's row (job_outcome_read), so a
@@ -208,14 +241,21 @@ class ChatSession:
         deadline: float | None = loop.time() + settings.JOB_QUEUE_TIMEOUT
         quiet = settings.JOB_QUIET_CHECK_SECONDS
         heard = kept = loop.time()  # the last message; the last message or keep-alive
+        head_at = heard + head if head is not None else None
         while True:
             now = loop.time()
             wake = deadline if deadline is not None else heard + quiet
             if keepalive is not None:
                 wake = min(wake, kept + keepalive)
+            if head_at is not None:
+                wake = min(wake, head_at)
             message = await self.reader.next(max(wake - now, 0))
             now = loop.time()
             if message is None:
+                if head_at is not None and now >= head_at:
+                    head_at = None
+                    yield None
+                    continue
                 if deadline is not None and now >= deadline:
                     deadline = None
                     heard = now
@@ -246,13 +286,15 @@ class ChatSession:
                 deadline = loop.time() + settings.JOB_QUEUE_TIMEOUT
             elif kind in (relay.REPLY_DONE, relay.REPLY_ERROR):
                 self.ended = True
+                head_at = None
             elif kind == relay.REPLY_DELTA:
                 self.delivered_tokens += message.get("tokens", 0)
+                head_at = None
             yield message
             if self.ended:
                 return
 
-    def replies(self, *, keepalive: float | None) -> AsyncIterator[dict | None]:
+    def replies(self, *, keepalive: float | None) -> AsyncGenerator[dict | None, None]:
         """The job's reply-channel messages as _messages gives them, for answers in another wire format
         (the Responses API) built on the same job."""
         return self._messages(keepalive=keepalive)
@@ -271,32 +313,71 @@ class ChatSession:
             cost=message.get("cost"),
         )
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream_open(self) -> AsyncIterator[bytes]:
+        """The SSE body, once the response's status is known: after the job's first delta (or its end)
+        or STREAM_HEADERS_WAIT_SECONDS, whichever comes first. A failure known by then (the worker
+        refused the job, no worker became available) raises its ApiError, for the view to answer with
+        its status as a non-streaming request would be; later ones are error events in the stream."""
+        wait = settings.STREAM_HEADERS_WAIT_SECONDS
+        messages = self._messages(keepalive=settings.SSE_KEEPALIVE_SECONDS, head=wait)
+        head: list[dict] = []
+        loop = asyncio.get_running_loop()
+        bound = loop.time() + wait
+        try:
+            async for message in messages:
+                if message is None:
+                    if loop.time() < bound:
+                        continue  # a keep-alive's turn: nothing is sent before the headers
+                    break  # the bound passed: the headers go out, keep-alives follow
+                if message["type"] == relay.REPLY_ERROR:
+                    raise job_error(message["code"], message["message"], param=self.input_param)
+                head.append(message)
+                if message["type"] in (relay.REPLY_DELTA, relay.REPLY_DONE):
+                    break
+        except BaseException:
+            await messages.aclose()
+            await asyncio.shield(self.close())
+            raise
+        return self.stream(messages, head=head)
+
+    async def stream(self, messages: AsyncGenerator[dict | None, None], *, head: list[dict]) -> AsyncIterator[bytes]:
         """SSE: keep-alive comments while waiting, one event batch per delta (the role chunk with
         the first), then finish (+ usage) and [DONE]. Errors end the stream with an error event
-        and [DONE]. Deltas that are already waiting go out in one write."""
+        and [DONE]. Deltas that are already waiting go out in one write. `head`: what stream_open
+        read from `messages` already."""
         accumulator = self.accumulator
         out: list[bytes] = []
+
+        def add(message: dict) -> None:
+            kind = message["type"]
+            if kind == relay.REPLY_DELTA:
+                out.extend(sse_event(chunk) for chunk in accumulator.feed(message))
+            elif kind == relay.REPLY_DONE:
+                chunks = accumulator.finish(finish_reason=message["finish_reason"], usage=self._usage(message))
+                out.extend(sse_event(chunk) for chunk in chunks)
+                out.append(SSE_DONE)
+            elif kind == relay.REPLY_ERROR:
+                out.append(sse_error(job_error(message["code"], message["message"], param=self.input_param)) + SSE_DONE)
+
         try:
-            async for message in self._messages(keepalive=settings.SSE_KEEPALIVE_SECONDS):
-                if message is None:
-                    yield SSE_KEEPALIVE
-                    continue
-                kind = message["type"]
-                if kind == relay.REPLY_DELTA:
-                    out.extend(sse_event(chunk) for chunk in accumulator.feed(message))
-                elif kind == relay.REPLY_DONE:
-                    chunks = accumulator.finish(finish_reason=message["finish_reason"], usage=self._usage(message))
-                    out.extend(sse_event(chunk) for chunk in chunks)
-                    out.append(SSE_DONE)
-                elif kind == relay.REPLY_ERROR:
-                    out.append(sse_error(job_error(message["code"], message["message"])) + SSE_DONE)
-                if out and (self.ended or not self.reader.ready()):
-                    yield b"".join(out)
-                    out.clear()
+            for early in head:
+                add(early)
+            if out and (self.ended or not self.reader.ready()):
+                yield b"".join(out)
+                out.clear()
+            if not self.ended:
+                async for message in messages:
+                    if message is None:
+                        yield SSE_KEEPALIVE
+                        continue
+                    add(message)
+                    if out and (self.ended or not self.reader.ready()):
+                        yield b"".join(out)
+                        out.clear()
         except ApiError as error:
             yield b"".join(out) + sse_error(error) + SSE_DONE
         finally:
+            await messages.aclose()
             await asyncio.shield(self.close())
 
     async def collect(self) -> dict:
@@ -312,7 +393,7 @@ class ChatSession:
                         finish_reason=message["finish_reason"], usage=self._usage(message)
                     )
                 elif kind == relay.REPLY_ERROR:
-                    raise job_error(message["code"], message["message"])
+                    raise job_error(message["code"], message["message"], param=self.input_param)
             raise AssertionError("reply channel ended without done or error")
         finally:
             await asyncio.shield(self.close())

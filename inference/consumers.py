@@ -214,6 +214,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
                 engine=frame["engine"],
                 version=frame["version"],
                 hardware=frame["hardware"],
+                features=frame["features"],
                 channel_name=self.channel_name,
                 api_key=self.api_key,
                 resumes=frame["worker_id"],
@@ -270,7 +271,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
         job.frames += 1
         job.tokens += frame["tokens"]
         message = {"type": REPLY_DELTA, "tokens": frame["tokens"]}
-        for name in ("content", "reasoning", "tool_calls"):
+        for name in ("content", "reasoning", "tool_calls", "logprobs"):
             if frame[name]:
                 message[name] = frame[name]
         await self.channel_layer.send(job.reply_channel, message)

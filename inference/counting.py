@@ -35,7 +35,10 @@ class TokenCounter:
         self.count = count
 
     def prompt(self, request: dict) -> int | None:
-        """The prompt's tokens; None if the template rejects the messages (the worker will say so)."""
+        """The prompt's tokens; None if the template rejects the messages (the worker will say so). A raw
+        prompt (a legacy completion's) is counted as it is, with no template."""
+        if "prompt" in request:
+            return self.count(request["prompt"])
         try:
             return self.count(self.renderer.render(request))
         except EngineError:

@@ -70,6 +70,9 @@ class Worker(models.Model):
     engine = models.CharField(max_length=64, blank=True)
     version = models.CharField(max_length=64, blank=True)
     hardware = models.JSONField(default=dict, blank=True)
+    # The job features (protocol hello.features) its connection announced that the platform knows, each
+    # between spaces (" logprobs prompt "): dispatch matches them with LIKE on SQLite and PostgreSQL alike.
+    features = models.CharField(max_length=200, blank=True, default="", db_default="")
     connected_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     last_assigned_at = models.DateTimeField(null=True, blank=True)
@@ -103,6 +106,10 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.owner})"
+
+    @property
+    def feature_list(self) -> list[str]:
+        return self.features.split()
 
     @property
     def ttft_ms_avg(self) -> int | None:

@@ -32,6 +32,12 @@ MAX_MESSAGE = 4096
 MAX_FRAME_TOKENS = 65_536
 MAX_BATCHED_DELTAS = 256
 FEATURES = ("deltas",)  # announced in `welcome`: what a worker may send beyond version 1's frames
+# What a worker may announce in `hello.features`: jobs beyond chat it can serve. Others are ignored.
+JOB_FEATURES = ("logprobs", "prompt")
+MAX_FEATURES = 16
+MAX_TOP_LOGPROBS = 20
+MAX_LOGPROB_ENTRIES = 4096
+MAX_TOKEN_TEXT = 1024
 MAX_USAGE_TOKENS = 10_000_000
 
 
@@ -80,6 +86,11 @@ def _hello(frame: dict) -> dict:
     for model_id in models:
         if not isinstance(model_id, str) or not 1 <= len(model_id) <= MAX_MODEL_ID:
             raise ProtocolViolation(f"hello.models entries must be strings of 1-{MAX_MODEL_ID} characters")
+    features = frame.get("features", [])
+    if not isinstance(features, list) or len(features) > MAX_FEATURES:
+        raise ProtocolViolation(f"hello.features must be a list of at most {MAX_FEATURES} names")
+    if not all(isinstance(name, str) and 1 <= len(name) <= 64 for name in features):
+        raise ProtocolViolation("hello.features entries must be strings of 1-64 characters")
     hardware = frame.get("hardware", {})
     if not isinstance(hardware, dict) or len(json.dumps(hardware)) > MAX_HARDWARE_BYTES:
         raise ProtocolViolation(f"hello.hardware must be an object of at most {MAX_HARDWARE_BYTES} bytes")
@@ -93,6 +104,7 @@ def _hello(frame: dict) -> dict:
         "hardware": hardware,
         # Reconnecting: the worker_id its last `welcome` gave this worker process.
         "worker_id": _str(frame, "worker_id", max_length=32, required=False),
+        "features": sorted(set(features) & set(JOB_FEATURES)),
     }
 
 
@@ -124,6 +136,40 @@ def _tool_calls(frame: dict) -> list[dict]:
     return checked
 
 
+def _logprob(entry, name: str) -> dict:
+    """One token's entry: {token, logprob, bytes, top_logprobs?} as OpenAI's ChatCompletionTokenLogprob."""
+    if not isinstance(entry, dict):
+        raise ProtocolViolation(f"{name} entries must be objects")
+    token, logprob, raw = entry.get("token"), entry.get("logprob"), entry.get("bytes")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_TEXT:
+        raise ProtocolViolation(f"{name}.token must be a string of at most {MAX_TOKEN_TEXT} characters")
+    if isinstance(logprob, bool) or not isinstance(logprob, int | float) or not -1e9 <= logprob <= 0:
+        raise ProtocolViolation(f"{name}.logprob must be a number <= 0")
+    if raw is not None and not (
+        isinstance(raw, list) and len(raw) <= 4 * MAX_TOKEN_TEXT and all(type(b) is int and 0 <= b < 256 for b in raw)
+    ):
+        raise ProtocolViolation(f"{name}.bytes must be a list of byte values")
+    checked = {"token": token, "logprob": float(logprob), "bytes": raw}
+    return checked
+
+
+def _logprobs(frame: dict) -> list[dict]:
+    entries = frame.get("logprobs")
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or len(entries) > MAX_LOGPROB_ENTRIES:
+        raise ProtocolViolation(f"delta.logprobs must be a list of at most {MAX_LOGPROB_ENTRIES} entries")
+    checked = []
+    for entry in entries:
+        item = _logprob(entry, "delta.logprobs[]")
+        tops = entry.get("top_logprobs") or []
+        if not isinstance(tops, list) or len(tops) > MAX_TOP_LOGPROBS:
+            raise ProtocolViolation(f"delta.logprobs[].top_logprobs must be a list of at most {MAX_TOP_LOGPROBS}")
+        item["top_logprobs"] = [_logprob(top, "delta.logprobs[].top_logprobs[]") for top in tops]
+        checked.append(item)
+    return checked
+
+
 def _delta(frame: dict) -> dict:
     return {
         "type": "delta",
@@ -132,6 +178,7 @@ def _delta(frame: dict) -> dict:
         "reasoning": _str(frame, "reasoning", max_length=65_536, required=False),
         "tool_calls": _tool_calls(frame),
         "tokens": _int(frame, "tokens", minimum=0, maximum=MAX_FRAME_TOKENS, required=False),
+        "logprobs": _logprobs(frame),
     }
 
 

@@ -50,6 +50,28 @@ def online_worker_counts() -> dict[str, int]:
         return dict(cursor.fetchall())
 
 
+def online_worker_features() -> dict[str, set[str]]:
+    """Model id → the job features (protocol hello.features) some worker taking its jobs announced
+    (models without a worker are absent)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _eligible_serving_sql("DISTINCT m.llmmodel_id, w.features"), worker_eligible_params(timezone.now())
+        )
+        features: dict[str, set[str]] = {}
+        for model_id, names in cursor.fetchall():
+            features.setdefault(model_id, set()).update(names.split())
+        return features
+
+
+def model_worker_features(*, model_id: str) -> set[str] | None:
+    """The job features some worker taking `model_id`'s jobs announced; None when none is online."""
+    with connection.cursor() as cursor:
+        sql = _eligible_serving_sql("DISTINCT w.features") + " AND m.llmmodel_id = %s"
+        cursor.execute(sql, [*worker_eligible_params(timezone.now()), model_id])
+        rows = cursor.fetchall()
+    return {name for (names,) in rows for name in names.split()} if rows else None
+
+
 def model_has_online_worker(*, model_id: str) -> bool:
     with connection.cursor() as cursor:
         sql = _eligible_serving_sql("1") + " AND m.llmmodel_id = %s LIMIT 1"

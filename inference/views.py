@@ -1,4 +1,5 @@
-"""POST /v1/chat/completions: authenticate, parse, open the job, stream or collect its answer."""
+"""POST /v1/chat/completions and /v1/completions: authenticate, parse, open the job, stream or collect
+its answer."""
 
 import uuid
 
@@ -7,11 +8,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import api_key_required
 from inference.chat import ChatSession, in_db_thread
-from inference.openai.requests import parse_http_request
+from inference.openai.completions import parse_completion_request
+from inference.openai.requests import parse_chat_request, parse_http_request
 from sogni_platform.exceptions import ApiError, error_response
 
 
-async def _chat_completion(request):
+async def _completion(request, parse):
     if request.method != "POST":
         raise ApiError(
             f"Method {request.method} not allowed; use POST.",
@@ -20,7 +22,7 @@ async def _chat_completion(request):
             headers={"Allow": "POST"},
         )
     try:
-        chat = parse_http_request(request)
+        chat = parse_http_request(request, parse)
     except ApiError:
         await in_db_thread(api_key_required)(request.headers)  # a missing or wrong key: 401 before the 400
         raise
@@ -28,18 +30,28 @@ async def _chat_completion(request):
     request.ratelimit_state = session.ratelimit_state
     if chat.stream:
         return StreamingHttpResponse(
-            session.stream(),
+            await session.stream_open(),
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     return JsonResponse(await session.collect())
 
 
-@csrf_exempt
-async def chat_completions(request):
+async def _answer(request, parse):
     try:
-        response = await _chat_completion(request)
+        response = await _completion(request, parse)
     except ApiError as error:
         response = error_response(error)
     response["x-request-id"] = getattr(request, "request_id", None) or f"req_{uuid.uuid4().hex}"
     return response
+
+
+@csrf_exempt
+async def chat_completions(request):
+    return await _answer(request, parse_chat_request)
+
+
+@csrf_exempt
+async def completions(request):
+    """OpenAI's legacy completions: a raw prompt, no chat template (a `prompt` job, docs/worker-protocol.md)."""
+    return await _answer(request, parse_completion_request)

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "sogni_platform.middleware.RequestIdMiddleware",
+    "sogni_platform.cors.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -169,6 +170,8 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "sogni")
 CELERY_BEAT_SCHEDULE: dict = {}
 
 # API
+# Origins a browser app may call /v1/ from (CORS); "*" any: the API takes bearer keys, never cookies.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
 # Largest request body /v1/chat/completions accepts (413 above it).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024)
 # Django refuses to read larger bodies; the API answers 413 before that (inference/openai/requests.py).
@@ -184,6 +187,9 @@ MODEL_CACHE_SECONDS = float(env_str("MODEL_CACHE_SECONDS", "2"))
 API_KEY_CACHE_SECONDS = float(env_str("API_KEY_CACHE_SECONDS", "2"))
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 SSE_KEEPALIVE_SECONDS = float(env_str("SSE_KEEPALIVE_SECONDS", "10"))
+# A stream's headers wait this long for its job's first delta, so a failure known by then (the worker
+# refused the job, no worker became available) is answered with its own HTTP status.
+STREAM_HEADERS_WAIT_SECONDS = float(env_str("STREAM_HEADERS_WAIT_SECONDS", "2"))
 # A request whose assigned job sent nothing for this long reads the job's row: an end whose message was
 # lost, or a lapsed lease nobody reaped, ends the request with the job's real outcome.
 JOB_QUIET_CHECK_SECONDS = float(env_str("JOB_QUIET_CHECK_SECONDS", "5"))

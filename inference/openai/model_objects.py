@@ -1,5 +1,6 @@
 """The /v1/models objects: OpenAI's Model shape plus our fields (prices, limits, capacity)."""
 
+from collections.abc import Set as AbstractSet
 from decimal import Decimal
 
 from billing.pricing import SPARK_USD
@@ -34,13 +35,16 @@ def model_sampling(model) -> dict:
     }
 
 
-def model_object(model, *, online_workers: int, is_default: bool = False) -> dict:
+def model_object(
+    model, *, online_workers: int, is_default: bool = False, worker_features: AbstractSet[str] = frozenset()
+) -> dict:
     return {
         "id": model.id,
         "object": "model",
         "created": int(model.created_at.timestamp()),
         "owned_by": model.owned_by,
         "display_name": model.display_name,
+        "name": model.display_name,  # what Open WebUI, LibreChat and OpenRouter's clients show
         "context_window": model.context_window,
         "max_output_tokens": model.max_output_tokens,
         "pricing": model_pricing(model),
@@ -48,6 +52,9 @@ def model_object(model, *, online_workers: int, is_default: bool = False) -> dic
             "tools": model.supports_tools,
             "reasoning": model.supports_reasoning,
             "json": model.supports_json,
+            # Served by some online worker: log probabilities, and raw prompts (POST /v1/completions).
+            "logprobs": "logprobs" in worker_features,
+            "completions": "prompt" in worker_features,
         },
         "sampling": model_sampling(model),
         # "exact": billed on the platform's own token counts; "bounded": at most one completion token per

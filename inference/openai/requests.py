@@ -3,7 +3,7 @@
 Every problem raises ApiError with OpenAI's shape: 413 (body too large), 415 (not JSON),
 400 code invalid_json (unparseable or not an object), 400 invalid_request_error naming the param.
 Unknown top-level fields are ignored, as OpenAI-compatible servers commonly do; fields we would
-have to silently ignore although they change the answer (n > 1, audio, logprobs, ...) are refused.
+have to silently ignore although they change the answer (n > 1, audio, logit_bias, ...) are refused.
 """
 
 import copy
@@ -38,6 +38,7 @@ from sogni_platform.exceptions import ApiError
 TOKEN_TYPES = ("spark", "sogni", "auto")
 TOKEN_TYPE_HEADER = "x-token-type"
 MAX_STOP = SAMPLING_LIMITS["stop"]["max_items"]
+MAX_TOP_LOGPROBS = 20
 MAX_DEPTH = 64  # JSON nesting; real tool and response schemas stay far below
 # Tokens a chat template adds beyond the text itself, generously: role markers and separators per
 # message, the JSON wrapping of each tool call, the tool-use instructions when tools are offered,
@@ -62,6 +63,8 @@ SAMPLING_FIELDS = (
     "parallel_tool_calls",
     "response_format",
     "chat_template_kwargs",
+    "logprobs",
+    "top_logprobs",
 )
 
 
@@ -77,10 +80,27 @@ class ChatRequest:
     token_type_explicit: bool = False
     user: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # A legacy completion's raw prompt (POST /v1/completions), sent to the engine as it is, without a
+    # chat template; `messages` is empty then.
+    prompt: str | None = None
+
+    @property
+    def input_param(self) -> str:
+        """The body field holding the prompt, for errors about its length."""
+        return "prompt" if self.prompt is not None else "messages"
+
+    def worker_features(self) -> tuple[str, ...]:
+        """The worker features (protocol hello.features) a job for this request needs."""
+        needs = ("logprobs",) if self.options.get("logprobs") else ()
+        return (*needs, "prompt") if self.prompt is not None else needs
 
     def engine_request(self, *, max_tokens: int | None = None) -> dict:
-        """The protocol's job.request: normalised messages and only the fields the client set."""
-        request: dict[str, Any] = {"messages": copy.deepcopy(self.messages)}
+        """The protocol's job.request: normalised messages (or the raw prompt) and only the fields the
+        client set."""
+        if self.prompt is not None:
+            request: dict[str, Any] = {"prompt": self.prompt}
+        else:
+            request = {"messages": copy.deepcopy(self.messages)}
         limit = max_tokens if max_tokens is not None else self.max_tokens
         if limit is not None:
             request["max_tokens"] = limit
@@ -92,6 +112,8 @@ class ChatRequest:
 
     def prompt_text(self) -> str:
         """Everything the engine's chat template renders into the prompt, as text."""
+        if self.prompt is not None:
+            return self.prompt
         pieces = []
         for message in self.messages:
             pieces.append(message["role"])
@@ -219,10 +241,6 @@ def _refuse_unhonourable(body: dict) -> None:
                 param=f"modalities[{i}]",
                 code="unsupported_value",
             )
-    if get_bool(body, "logprobs", "logprobs"):
-        unsupported("logprobs", "is not supported: the engine cannot return log probabilities.")
-    if get_int(body, "top_logprobs", "top_logprobs", minimum=0, maximum=20):
-        unsupported("top_logprobs", "is not supported: the engine cannot return log probabilities.")
     if get_object(body, "logit_bias", "logit_bias"):
         unsupported("logit_bias", "is not supported: token ids differ between the engines serving a model.")
     for name in ("prediction", "web_search_options", "moderation"):
@@ -311,6 +329,18 @@ def _options(body: dict) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+def _logprobs(body: dict) -> dict[str, Any]:
+    """`logprobs` (true: each output token's log probability) and `top_logprobs` (0-20 alternatives
+    per token, only with `logprobs`), as the job asks the engine for them."""
+    logprobs = get_bool(body, "logprobs", "logprobs")
+    top = get_int(body, "top_logprobs", "top_logprobs", minimum=0, maximum=MAX_TOP_LOGPROBS)
+    if top is not None and not logprobs:
+        invalid("Invalid 'top_logprobs': it requires 'logprobs' to be true.", param="top_logprobs")
+    if not logprobs:
+        return {}
+    return {"logprobs": True, "top_logprobs": top or 0}
+
+
 def _check_ignored(body: dict) -> None:
     """Fields OpenAI defines that do not change the answer here: accepted and ignored, but typed."""
     get_object(body, "metadata", "metadata")
@@ -319,35 +349,64 @@ def _check_ignored(body: dict) -> None:
         get_str(body, name, name)
 
 
-def parse_chat_request(raw_body: bytes, *, content_type: str | None, headers: Mapping[str, str]) -> ChatRequest:
+def load_json_body(raw_body: bytes, *, content_type: str | None) -> dict:
+    """The request's JSON object: 413, 415 or 400 invalid_json otherwise."""
     if len(raw_body) <= settings.MAX_REQUEST_BYTES:  # 413 first: a huge body is refused whatever its type
         _check_content_type(content_type)
-    body = _load(raw_body)
-    messages = normalise_messages(body.get("messages"))
-    _refuse_unhonourable(body)
-    _check_ignored(body)
+    return _load(raw_body)
+
+
+def common_fields(body: dict, headers: Mapping[str, str]) -> dict[str, Any]:
+    """ChatRequest's fields that chat and legacy completions read alike."""
     stream = bool(get_bool(body, "stream", "stream"))
     stream_options = get_object(body, "stream_options", "stream_options") or {}
     include_usage = bool(get_bool(stream_options, "include_usage", "stream_options.include_usage"))
     get_bool(stream_options, "include_obfuscation", "stream_options.include_obfuscation")
     token_type = _token_type(body, headers)
+    return {
+        "model": get_str(body, "model", "model", allow_empty=False),
+        "stream": stream,
+        "include_usage": stream and include_usage,
+        "token_type": token_type or "auto",
+        "token_type_explicit": token_type is not None,
+        "user": get_str(body, "user", "user"),
+    }
+
+
+def parse_chat_request(raw_body: bytes, *, content_type: str | None, headers: Mapping[str, str]) -> ChatRequest:
+    body = load_json_body(raw_body, content_type=content_type)
+    messages = normalise_messages(body.get("messages"))
+    _refuse_unhonourable(body)
+    _check_ignored(body)
     return ChatRequest(
         messages=messages,
-        model=get_str(body, "model", "model", allow_empty=False),
-        stream=stream,
-        include_usage=stream and include_usage,
         max_tokens=_max_tokens(body),
-        token_type=token_type or "auto",
-        token_type_explicit=token_type is not None,
-        user=get_str(body, "user", "user"),
-        options=_options(body),
+        options=_options(body) | _logprobs(body),
+        **common_fields(body, headers),
     )
 
 
+def sampling_options(body: dict) -> dict[str, Any]:
+    """The sampling fields (no tools, formats or templates), checked as chat checks them."""
+    return {name: value for name, value in _options(body).items() if name in SAMPLING_ONLY}
+
+
+SAMPLING_ONLY = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+    "seed",
+)
+
+
 def parse_http_request(request: HttpRequest, parse=parse_chat_request):
-    """`parse` (parse_chat_request or another parser of its signature) for a Django request: 413 from
-    Content-Length before the body is read, so an oversized body never meets Django's own (HTML)
-    RequestDataTooBig."""
+    """`parse` (parse_chat_request's signature) for a Django request: 413 from Content-Length before
+    the body is read, so an oversized body never meets Django's own (HTML) RequestDataTooBig."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

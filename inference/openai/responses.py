@@ -30,6 +30,10 @@ def completion_id() -> str:
     return f"chatcmpl-{_random(29)}"
 
 
+def text_completion_id() -> str:
+    return f"cmpl-{_random(29)}"
+
+
 def tool_call_id() -> str:
     return f"call_{_random(24)}"
 
@@ -86,8 +90,11 @@ class ChatCompletionAccumulator:
         id: str | None = None,
         created: int | None = None,
         fingerprint: str | None = None,
+        logprobs: bool = False,
     ):
         self.id = id or completion_id()
+        # With `logprobs`: every content token's entry (OpenAI's ChatCompletionTokenLogprob), as relayed.
+        self.logprobs: list[dict] | None = [] if logprobs else None
         self.model = model
         self.created = created if created is not None else int(time.time())
         self.system_fingerprint = fingerprint or system_fingerprint(model)
@@ -156,7 +163,14 @@ class ChatCompletionAccumulator:
         if self._splitter is not None and content:
             split_reasoning, content = self._splitter.feed(content)
             reasoning += split_reasoning
-        chunks += self._text_chunks(reasoning, content)
+        text_chunks = self._text_chunks(reasoning, content)
+        entries = frame.get("logprobs") if self.logprobs is not None else None
+        if entries and self.logprobs is not None:
+            self.logprobs.extend(entries)
+            if not text_chunks or "content" not in text_chunks[-1]["choices"][0]["delta"]:
+                text_chunks.append(self.chunk({"content": ""}))
+            text_chunks[-1]["choices"][0]["logprobs"] = {"content": list(entries), "refusal": None}
+        chunks += text_chunks
         for fragment in frame.get("tool_calls") or ():
             chunks.append(self._tool_call_chunk(fragment))
         return chunks
@@ -213,11 +227,93 @@ class ChatCompletionAccumulator:
                 {
                     "index": 0,
                     "message": self.message(),
-                    "logprobs": None,
+                    "logprobs": None if self.logprobs is None else {"content": self.logprobs, "refusal": None},
                     "finish_reason": self.finish_reason(finish_reason),
                 }
             ],
         }
+        if usage is not None:
+            completion["usage"] = usage
+        return completion
+
+
+def legacy_logprobs(entries: list[dict], *, offset: int) -> dict:
+    """Chat-style token entries as a legacy completion's `logprobs` (text offsets from `offset`)."""
+    tokens, offsets = [], []
+    for entry in entries:
+        tokens.append(entry["token"])
+        offsets.append(offset)
+        offset += len(entry["token"])
+    return {
+        "tokens": tokens,
+        "token_logprobs": [entry["logprob"] for entry in entries],
+        "top_logprobs": [
+            {top["token"]: top["logprob"] for top in entry.get("top_logprobs") or []} for entry in entries
+        ],
+        "text_offset": offsets,
+    }
+
+
+class TextCompletionAccumulator:
+    """ChatCompletionAccumulator's counterpart for legacy completions (`text_completion` objects):
+    the text, and with `logprobs` each token's entry, from the same delta frames."""
+
+    def __init__(
+        self, *, model: str, include_usage: bool = False, id: str | None = None, created: int | None = None,
+        logprobs: bool = False, **_: object,
+    ):  # fmt: skip
+        self.id = id or text_completion_id()
+        self.model = model
+        self.created = created if created is not None else int(time.time())
+        self.system_fingerprint = system_fingerprint(model)
+        self.include_usage = include_usage
+        self.text: list[str] = []
+        self.offset = 0  # characters of the tokens whose log probabilities were relayed: the next text_offset
+        self.tokens = 0
+        self.logprobs: list[dict] | None = [] if logprobs else None
+
+    def chunk(self, text: str, *, finish_reason: str | None = None, logprobs: dict | None = None) -> dict:
+        chunk = {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+            "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish_reason}],
+        }
+        return chunk  # no `usage: null` before the usage chunk: CreateCompletionResponse's usage is not nullable
+
+    def feed(self, frame: Mapping) -> list[dict]:
+        self.tokens += int(frame.get("tokens") or 0)
+        text = frame.get("content") or ""
+        entries = frame.get("logprobs") if self.logprobs is not None else None
+        logprobs = None
+        if entries and self.logprobs is not None:
+            logprobs = legacy_logprobs(entries, offset=self.offset)
+            self.offset += sum(len(entry["token"]) for entry in entries)
+            self.logprobs.extend(entries)
+        self.text.append(text)
+        return [self.chunk(text, logprobs=logprobs)] if text or logprobs else []
+
+    @staticmethod
+    def finish_reason(reason: str) -> str:
+        return reason if reason in ("stop", "length") else "stop"
+
+    def finish(self, *, finish_reason: str, usage: dict | None = None) -> list[dict]:
+        chunks = [self.chunk("", finish_reason=self.finish_reason(finish_reason))]
+        if self.include_usage and usage is not None:
+            usage_chunk = self.chunk("")
+            usage_chunk["choices"] = []
+            usage_chunk["usage"] = usage
+            chunks.append(usage_chunk)
+        return chunks
+
+    def completion(self, *, finish_reason: str, usage: dict | None = None) -> dict:
+        completion = self.chunk(
+            "".join(self.text),
+            finish_reason=self.finish_reason(finish_reason),
+            logprobs=None if self.logprobs is None else legacy_logprobs(self.logprobs, offset=0),
+        )
         if usage is not None:
             completion["usage"] = usage
         return completion

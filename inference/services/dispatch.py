@@ -16,19 +16,25 @@ from django.db.models import F
 from django.utils import timezone
 
 from inference.models import Job, Worker
+from inference.protocol import JOB_FEATURES
 from inference.relay import WORKER_JOB_ASSIGN, send_on_commit
 from inference.selectors import WORKER_ELIGIBLE_SQL, worker_eligible_params
 
 logger = logging.getLogger(__name__)
 
 
-# The best eligible worker with a free slot for a model: healthy and fast first — unflagged, then the
-# failure rate in tenths, then load, then measured speed, most slots, longest idle. Raw SQL: building
-# this query with the ORM cost ~5 ms of CPU a request. Parameters: model id, worker_eligible_params.
+# A job that needs a worker feature (protocol hello.features: a raw prompt, log probabilities) goes only
+# to a worker that announced it: one LIKE per known feature, '%' when the job does not need it.
+_FEATURES_SQL = "".join(" AND w.features LIKE %s" for _ in JOB_FEATURES)
+
+# The best eligible worker with a free slot for a model (with the features a job needs): healthy and
+# fast first — unflagged, then the failure rate in tenths, then load, then measured speed, most slots,
+# longest idle. Raw SQL: building this query with the ORM cost ~5 ms of CPU a request. Parameters:
+# worker_pick_params.
 WORKER_PICK_SQL = (
     "SELECT w.id, w.channel_name FROM inference_worker w "  # noqa: S608 - composed of constants
     "JOIN inference_worker_served_models m ON m.worker_id = w.id "
-    f"WHERE m.llmmodel_id = %s AND w.in_flight < w.slots AND {WORKER_ELIGIBLE_SQL} "
+    f"WHERE m.llmmodel_id = %s AND w.in_flight < w.slots AND {WORKER_ELIGIBLE_SQL}{_FEATURES_SQL} "
     "ORDER BY CASE WHEN w.flagged_reason = '' THEN 0 ELSE 1 END, "
     "((w.jobs_failed + w.jobs_aborted) * 10) / (w.jobs_completed + w.jobs_failed + w.jobs_aborted + 1), w.in_flight, "
     "(w.tokens_generated * 1000) / (w.generation_ms_total + 1) DESC, w.slots DESC, "
@@ -51,24 +57,31 @@ SLOT_FREE_SQL = (
 )
 
 
-def worker_pick_params(model_id: str, now: datetime) -> list:
-    """WORKER_PICK_SQL's parameters."""
-    return [model_id, *worker_eligible_params(now)]
+def job_features(request: dict) -> tuple[str, ...]:
+    """The worker features a job's request needs."""
+    needs = {"prompt": "prompt" in request, "logprobs": bool(request.get("logprobs"))}
+    return tuple(feature for feature in JOB_FEATURES if needs[feature])
 
 
-def _slot_claim_free(model_id: str, now: datetime) -> tuple[int, str] | None:
+def worker_pick_params(model_id: str, now: datetime, needs: tuple[str, ...] = ()) -> list:
+    """WORKER_PICK_SQL's parameters for a job that `needs` these features."""
+    features = (f"% {feature} %" if feature in needs else "%" for feature in JOB_FEATURES)
+    return [model_id, *worker_eligible_params(now), *features]
+
+
+def _slot_claim_free(model_id: str, now: datetime, needs: tuple[str, ...]) -> tuple[int, str] | None:
     if not connection.features.has_select_for_update_skip_locked:
         return None
     with connection.cursor() as cursor:
         adapt = connection.ops.adapt_datetimefield_value
-        cursor.execute(SLOT_CLAIM_FREE_SQL, [adapt(now), *worker_pick_params(model_id, now)])
+        cursor.execute(SLOT_CLAIM_FREE_SQL, [adapt(now), *worker_pick_params(model_id, now, needs)])
         return cursor.fetchone()
 
 
-def _worker_pick(model_id: str, now: datetime) -> tuple[int, str] | None:
+def _worker_pick(model_id: str, now: datetime, needs: tuple[str, ...]) -> tuple[int, str] | None:
     """The best worker with a free slot as of now; nothing is locked."""
     with connection.cursor() as cursor:
-        cursor.execute(WORKER_PICK_SQL, worker_pick_params(model_id, now))
+        cursor.execute(WORKER_PICK_SQL, worker_pick_params(model_id, now, needs))
         return cursor.fetchone()
 
 
@@ -81,10 +94,10 @@ def _slot_fill(worker_id: int, channel_name: str, now: datetime) -> bool:
     )
 
 
-def worker_slot_claim(*, model_id: str, now: datetime) -> tuple[int, str] | None:
-    """Inside a transaction: take a slot of the best worker for the model; (worker id, channel name), or
-    None if none has room."""
-    claimed = _slot_claim_free(model_id, now)  # the common case: a free worker nobody claims
+def worker_slot_claim(*, model_id: str, now: datetime, needs: tuple[str, ...] = ()) -> tuple[int, str] | None:
+    """Inside a transaction: take a slot of the best worker for the model with the features a job
+    `needs`; (worker id, channel name), or None if none has room."""
+    claimed = _slot_claim_free(model_id, now, needs)  # the common case: a free worker nobody claims
     if claimed is not None:
         return claimed
     # Every free worker is being claimed by someone else (or none is free): wait for the best one's
@@ -93,7 +106,7 @@ def worker_slot_claim(*, model_id: str, now: datetime) -> tuple[int, str] | None
     # waits for a worker row while holding another. Each lost race means a slot filled.
     while True:
         savepoint = transaction.savepoint()
-        picked = _worker_pick(model_id, now)
+        picked = _worker_pick(model_id, now, needs)
         if picked is not None and _slot_fill(*picked, now):
             transaction.savepoint_commit(savepoint)
             return picked
@@ -130,7 +143,7 @@ def job_assign(job: Job, *, worker: tuple[int, str], now: datetime) -> None:
 def _dispatch(job: Job) -> bool:
     """Inside a transaction holding the queued job's row lock: claim a worker slot for it."""
     now = timezone.now()
-    worker = worker_slot_claim(model_id=job.model_id, now=now)
+    worker = worker_slot_claim(model_id=job.model_id, now=now, needs=job_features(job.request))
     if worker is None:
         return False
     job_assign(job, worker=worker, now=now)

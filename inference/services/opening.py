@@ -31,6 +31,7 @@ from inference.services.dispatch import (
     WORKER_PICK_SQL,
     dispatch_job_on_commit,
     job_assign,
+    job_features,
     job_lease_end,
     worker_pick_params,
     worker_slot_claim,
@@ -146,7 +147,13 @@ def _open_in_one_statement(job: Job, *, model: LlmModel, priced_as: str) -> bool
         token_type=priced_as,
     )
     now = timezone.now()
-    claim = [now, *worker_pick_params(job.model_id, now), job.user_id, terms.token_type, terms.amount]
+    claim = [
+        now,
+        *worker_pick_params(job.model_id, now, job_features(job.request)),
+        job.user_id,
+        terms.token_type,
+        terms.amount,
+    ]
     account = [job.token_type, job.user_id]
     insert = [
         *(job.id, job.public_id, job.user_id, job.model_id, Jsonb(job.request), job.stream, job.max_tokens),
@@ -184,7 +191,7 @@ def _open_in_transaction(job: Job, *, model: LlmModel) -> Job:
             default = User.objects.filter(pk=job.user_id).values_list("default_token_type", flat=True).first()
             job.token_type = default or TokenTypePreference.AUTO
         now = timezone.now()
-        worker = worker_slot_claim(model_id=job.model_id, now=now)
+        worker = worker_slot_claim(model_id=job.model_id, now=now, needs=job_features(job.request))
         if worker is not None:
             job_assign(job, worker=worker, now=now)
         job.save(force_insert=True)

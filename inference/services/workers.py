@@ -53,6 +53,7 @@ def worker_register(
     channel_name: str,
     api_key: ApiKey | None = None,
     resumes: str = "",
+    features: list[str] | tuple[str, ...] = (),
 ) -> Registration:
     """Bring the (owner, name) worker online on this connection; queued jobs of its models dispatch
     after commit. Refused while another live connection holds the name, if the owner is banned or
@@ -105,6 +106,7 @@ def worker_register(
         worker.engine = engine
         worker.version = version
         worker.hardware = hardware
+        worker.features = f" {' '.join(sorted(features))} " if features else ""
         worker.connected_at = now
         worker.last_heartbeat = now
         worker.save()

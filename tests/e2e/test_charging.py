@@ -86,7 +86,7 @@ def tokens(reply) -> dict:
 def test_a_failed_job_charges_nothing_and_releases_its_hold(workers, client, user):
     workers.start("smol")
     start = balances(user.user)
-    # Longer than the worker's 1024-token context, shorter than the model's 2048: the worker refuses it.
+    # Longer than the worker's 1024-token context, shorter than the model's 8192: the worker refuses it.
     long_prompt = [{"role": "user", "content": "hello " * 1100}]
 
     with pytest.raises(openai.BadRequestError) as caught:

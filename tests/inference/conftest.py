@@ -22,6 +22,7 @@ def platform(catalog, eager_celery, settings):
     """Short timeouts so tests that wait for them stay quick."""
     settings.JOB_QUEUE_TIMEOUT = 2
     settings.SSE_KEEPALIVE_SECONDS = 0.2
+    settings.STREAM_HEADERS_WAIT_SECONDS = 0.2
     return settings
 
 

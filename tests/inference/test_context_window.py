@@ -8,7 +8,7 @@ from inference.models import Job, LlmModel, Worker
 from tests.inference.platform import HttpCall, WorkerSocket, run, smollm2_prompt_count
 from tests.support.factories import SMOLLM2
 
-LONG = [{"role": "user", "content": "hello " * 2100}]  # past SmolLM2's 2,048 tokens
+LONG = [{"role": "user", "content": "hello " * 8300}]  # past SmolLM2's 8,192 tokens
 
 
 def chat(key, **body):
@@ -39,7 +39,7 @@ def test_prompts_over_the_window_are_400_before_any_job_and_the_worker_stays_ser
             "context_length_exceeded",
             "messages",
         )
-        assert "2048" in error["message"]
+        assert "8192" in error["message"]
     assert worker_saw_nothing
     assert reply.status == 200 and reply.json()["choices"][0]["message"]["content"] == "Hello"
     assert Job.objects.count() == 1 and Hold.objects.count() == 1  # the served request's only
@@ -49,7 +49,7 @@ def test_prompts_over_the_window_are_400_before_any_job_and_the_worker_stays_ser
 
 def test_max_tokens_counts_against_the_window_and_unset_takes_what_is_left(platform, operator, customer):
     smollm2 = LlmModel.objects.get(id=SMOLLM2)
-    messages = [{"role": "user", "content": "hello " * 1500}]
+    messages = [{"role": "user", "content": "hello " * 7500}]
 
     async def scenario():
         worker = WorkerSocket(operator.key)
@@ -65,7 +65,7 @@ def test_max_tokens_counts_against_the_window_and_unset_takes_what_is_left(platf
     too_much, job_frame = run(scenario)
     assert too_much.status == 400 and too_much.json()["error"]["code"] == "context_length_exceeded"
     prompt = model_counter(smollm2).prompt(job_frame["request"])
-    assert 1500 <= prompt < 2048 - 1
+    assert 7500 <= prompt < 8192 - 1
     # No max_tokens: the job may generate what the window holds after the prompt, and is held for that.
-    assert job_frame["request"]["max_tokens"] == Job.objects.get().max_tokens == 2048 - prompt
+    assert job_frame["request"]["max_tokens"] == Job.objects.get().max_tokens == 8192 - prompt
     assert Job.objects.get().prompt_tokens_estimate == prompt

@@ -104,7 +104,13 @@ def test_catalog_fields_prices_and_capabilities(key):
         "output_spark_per_1m": "180",
         "spark_usd": "0.005",
     }
-    assert model["capabilities"] == {"tools": True, "reasoning": True, "json": True}
+    assert model["capabilities"] == {
+        "tools": True,
+        "reasoning": True,
+        "json": True,
+        "logprobs": False,
+        "completions": False,
+    }
     _, small = _get(key, "/v1/models/smollm2-135m-instruct-q4_1")
     assert small["capabilities"]["reasoning"] is False
 
@@ -182,3 +188,39 @@ def test_default_model_is_marked(key, settings):
     settings.EMBEDDED = True
     _, listing = _get(key, "/v1/models")
     assert [m["id"] for m in listing["data"] if m["default"]] == ["smollm2-135m-instruct-q4_1"]
+
+
+def test_list_puts_the_default_first_then_online_models_then_offline(key, settings):
+    """UIs pre-select the first model: it must be one a first message can reach."""
+    owner = User.objects.get(email="m@example.com")
+    settings.EMBEDDED = False
+    _, listing = _get(key, "/v1/models")
+    ids = [m["id"] for m in listing["data"]]
+    assert ids[0] == "qwen3.5-35b-a3b-gguf-q4km"  # the default, offline
+    # SmolLM2 comes online: it moves ahead of the offline abliterated model, behind the default.
+    worker_register(
+        owner=owner,
+        name="cpu-1",
+        model_ids=["smollm2-135m-instruct-q4_1"],
+        slots=1,
+        engine="llama-cpp",
+        version="0.1.0",
+        hardware={},
+        channel_name="test.order",
+    )
+    _, listing = _get(key, "/v1/models")
+    assert [(m["id"], m["default"], m["status"]) for m in listing["data"]] == [
+        ("qwen3.5-35b-a3b-gguf-q4km", True, "offline"),
+        ("smollm2-135m-instruct-q4_1", False, "online"),
+        ("qwen3.5-35b-a3b-abliterated-gguf-q4km", False, "offline"),
+    ]
+    settings.EMBEDDED = True  # the embedded default, online, first
+    _, listing = _get(key, "/v1/models")
+    assert [m["id"] for m in listing["data"]][0] == "smollm2-135m-instruct-q4_1"
+    validate("ListModelsResponse", listing)
+
+
+def test_each_model_has_a_name_for_uis(key):
+    _, listing = _get(key, "/v1/models")
+    for model in listing["data"]:
+        assert model["name"] == model["display_name"] != model["id"]

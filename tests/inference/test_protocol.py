@@ -37,6 +37,7 @@ def test_a_full_delta_is_accepted_and_normalised():
         "reasoning": "",
         "tool_calls": [{"index": 0, "id": "call_1", "name": "f", "arguments": "{"}],
         "tokens": 1,
+        "logprobs": [],
     }
 
 
@@ -46,10 +47,49 @@ def test_a_deltas_frame_is_checked_delta_by_delta():
     assert frame == {
         "type": "deltas",
         "deltas": [
-            {"type": "delta", "job_id": "a", "content": "x", "reasoning": "", "tool_calls": [], "tokens": 1},
-            {"type": "delta", "job_id": "b", "content": "", "reasoning": "y", "tool_calls": [], "tokens": 0},
+            {
+                "type": "delta",
+                "job_id": "a",
+                "content": "x",
+                "reasoning": "",
+                "tool_calls": [],
+                "tokens": 1,
+                "logprobs": [],
+            },
+            {
+                "type": "delta",
+                "job_id": "b",
+                "content": "",
+                "reasoning": "y",
+                "tool_calls": [],
+                "tokens": 0,
+                "logprobs": [],
+            },
         ],
     }
+
+
+def test_hello_keeps_the_job_features_it_knows():
+    hello = {"type": "hello", "protocol": 1, "worker_name": "w", "models": ["m"], "slots": 1}
+    assert parse(hello)["features"] == []
+    assert parse({**hello, "features": ["prompt", "teleport", "logprobs"]})["features"] == ["logprobs", "prompt"]
+    for features in ("prompt", [1], [""], ["x"] * 17):
+        with pytest.raises(ProtocolViolation):
+            parse({**hello, "features": features})
+
+
+def test_delta_logprobs_are_checked_entry_by_entry():
+    top = {"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}
+    frame = parse({"type": "delta", "job_id": "j", "content": "Hi", "logprobs": [{**top, "top_logprobs": [top]}]})
+    assert frame["logprobs"] == [{**top, "top_logprobs": [top]}]
+    for entry in (
+        {**top, "logprob": 0.5},
+        {**top, "bytes": [256]},
+        {**top, "token": 3},
+        {**top, "top_logprobs": [top] * 21},
+    ):
+        with pytest.raises(ProtocolViolation):
+            parse({"type": "delta", "job_id": "j", "logprobs": [entry]})
 
 
 def test_done_usage_defaults_to_zero():

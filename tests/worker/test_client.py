@@ -347,3 +347,17 @@ def test_messages_are_paced_within_the_platforms_budget_counting_each_delta():
     # The platform's own limiter (its default budget) lets every frame through.
     platform = RateLimiter(2000, now=sent[0])
     assert all(platform.allow(at, cost=180) for at in sent)
+
+
+def test_hello_announces_the_engines_features_and_prompt_jobs_run(peer, start_worker):
+    start_worker(peer.url, "--scripted-rate", "0")
+    conn = _connected(peer)
+    assert sorted(conn.of_type("hello")[0]["features"]) == ["logprobs", "prompt"]
+    request = {"prompt": "walrus wrote this", "max_tokens": 3, "stream": True, "logprobs": True, "top_logprobs": 2}
+    peer.send(conn, {"type": "job", "job_id": "job-raw", "model": "test-model", "request": request})
+    done = _ended(conn, "job-raw")
+    assert done["type"] == "done" and done["usage"]["completion_tokens"] == 3
+    assert _text(conn, "job-raw") == "walrus tok1 tok2"
+    entries = [e for f in conn.for_job("job-raw") if f["type"] == "delta" for e in f.get("logprobs", [])]
+    assert [e["token"] for e in entries] == ["walrus", " tok1", " tok2"]
+    assert all(len(e["top_logprobs"]) == 2 and e["bytes"] == list(e["token"].encode()) for e in entries)

@@ -62,8 +62,8 @@ def _add_engine_options(parser: argparse.ArgumentParser, engines: tuple[str, ...
     g.add_argument(
         "--n-ctx",
         type=_positive(int, 64, 1 << 20),
-        default=int(env("SOGNI_N_CTX", "2048")),
-        help="context window in tokens (default 2048)",
+        default=int(env("SOGNI_N_CTX", "8192")),
+        help="context window in tokens (default 8192, SmolLM2's trained context)",
     )
     g.add_argument(
         "--chat-template",

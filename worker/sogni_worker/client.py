@@ -180,6 +180,7 @@ class Worker:
                 version=__version__,
                 hardware=c.hardware,
                 worker_id=self._worker_id,
+                features=self.engine.features,
             ),
         )
         welcome = await self._welcome(ws)
@@ -318,7 +319,10 @@ class Worker:
         if job_id in self.jobs:
             log.warning("job %s: already running; ignoring the duplicate", job_id)
             return
-        if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
+        if not isinstance(request, dict) or not (
+            isinstance(request.get("messages"), list)
+            or ("prompt" in self.engine.features and isinstance(request.get("prompt"), str))
+        ):
             await self._send(ws, protocol.error(job_id, "invalid_request", "job.request.messages is missing"))
             return
         if self.draining or len(self.jobs) >= self.config.slots:
@@ -355,6 +359,8 @@ class Worker:
                     frame["reasoning"] = item.reasoning
                 if item.tool_calls:
                     frame["tool_calls"] = item.tool_calls
+                if item.logprobs:
+                    frame["logprobs"] = item.logprobs
                 await self._emit(ws, frame)
         except EngineError as exc:
             await self._send_failure(ws, job_id, job, exc)

@@ -52,6 +52,8 @@ def _merged(deltas: list[str]) -> list[str]:
             if delta.get(name):
                 into[name] = (into.get(name) or "") + delta[name]
         into["tokens"] = into.get("tokens", 0) + delta.get("tokens", 0)
+        if delta.get("logprobs"):
+            into["logprobs"] = (into.get("logprobs") or []) + delta["logprobs"]
     return [dumps(delta) for delta in out]
 
 

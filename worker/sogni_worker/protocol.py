@@ -33,7 +33,15 @@ def worker_url(platform: str) -> str:
 
 
 def hello(
-    *, worker_name: str, models: list[str], slots: int, engine: str, version: str, hardware: dict, worker_id: str = ""
+    *,
+    worker_name: str,
+    models: list[str],
+    slots: int,
+    engine: str,
+    version: str,
+    hardware: dict,
+    features: tuple[str, ...] | list[str] = (),
+    worker_id: str = "",
 ) -> dict:
     frame = {
         "type": "hello",
@@ -47,6 +55,8 @@ def hello(
     }
     if worker_id:  # reconnecting: the platform hands this process its row back at once
         frame["worker_id"] = worker_id
+    if features:
+        frame["features"] = list(features)
     return frame
 
 

@@ -12,6 +12,7 @@ from .engines.base import Delta, Engine, Finish
 
 COALESCE_WINDOW = 0.005  # tokens within 5 ms of the previous frame share one frame
 MAX_FRAME_CHARS = 8000  # keeps a JSON frame well under 64 KiB even if every char is escaped
+MAX_FRAME_LOGPROBS = 16  # log-probability entries a frame carries: ~2 KB each with 20 alternatives
 
 
 class _Failed:
@@ -67,6 +68,7 @@ def merge(deltas: list[Delta]) -> Delta:
         out.content += delta.content
         out.reasoning += delta.reasoning
         out.tokens += delta.tokens
+        out.logprobs += delta.logprobs
         for fragment in delta.tool_calls:
             last = out.tool_calls[-1] if out.tool_calls else None
             if last is not None and last["index"] == fragment["index"] and not fragment.get("id"):
@@ -81,9 +83,12 @@ def merge(deltas: list[Delta]) -> Delta:
 def split(delta: Delta, limit: int = MAX_FRAME_CHARS) -> list[Delta]:
     """Cut an oversized delta into pieces that each fit a frame; token count rides on the first."""
     size = len(delta.content) + len(delta.reasoning) + sum(len(f.get("arguments", "")) for f in delta.tool_calls)
-    if size <= limit:
+    if size <= limit and len(delta.logprobs) <= MAX_FRAME_LOGPROBS:
         return [delta]
     pieces: list[Delta] = []
+    # Log probabilities go first, so each arrives no later than its token's text.
+    for i in range(0, len(delta.logprobs), MAX_FRAME_LOGPROBS):
+        pieces.append(Delta(logprobs=delta.logprobs[i : i + MAX_FRAME_LOGPROBS]))
     for i in range(0, len(delta.reasoning), limit):
         pieces.append(Delta(reasoning=delta.reasoning[i : i + limit]))
     for i in range(0, len(delta.content), limit):

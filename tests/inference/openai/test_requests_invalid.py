@@ -221,8 +221,8 @@ CASES = [
     ("n-2", body(n=2), "n", "unsupported_parameter"),
     ("n-0", body(n=0), "n", "integer_below_min_value"),
     ("n-string", body(n="1"), "n", "invalid_type"),
-    ("logprobs", body(logprobs=True), "logprobs", "unsupported_parameter"),
-    ("top-logprobs", body(top_logprobs=3), "top_logprobs", "unsupported_parameter"),
+    ("logprobs-string", body(logprobs="yes"), "logprobs", "invalid_type"),
+    ("top-logprobs-alone", body(top_logprobs=3), "top_logprobs", "invalid_value"),
     ("top-logprobs-high", body(top_logprobs=30), "top_logprobs", "integer_above_max_value"),
     ("audio", body(audio={"voice": "alloy", "format": "wav"}), "audio", "unsupported_parameter"),
     ("modalities-audio", body(modalities=["text", "audio"]), "modalities[1]", "unsupported_value"),
@@ -449,7 +449,7 @@ def test_bad_token_type_header_is_400():
 
 
 def test_refusals_say_why():
-    assert "log probabilities" in _error(json.dumps(body(logprobs=True)).encode()).message
+    assert "'logprobs' to be true" in _error(json.dumps(body(top_logprobs=2)).encode()).message
     image_case = next(c[1] for c in CASES if c[0] == "user-image-part")
     assert "image" in _error(json.dumps(image_case).encode()).message
 

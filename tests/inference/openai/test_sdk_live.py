@@ -48,7 +48,7 @@ def test_sdk_gets_not_found_for_an_unknown_model(client):
     ("kwargs", "param", "code"),
     [
         ({"n": 2}, "n", "unsupported_parameter"),
-        ({"logprobs": True}, "logprobs", "unsupported_parameter"),
+        ({"logit_bias": {"15": 5}}, "logit_bias", "unsupported_parameter"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "array_above_max_length"),
         ({"max_tokens": -1}, "max_tokens", "integer_below_min_value"),
         ({"temperature": 3}, "temperature", "decimal_above_max_value"),
@@ -73,7 +73,7 @@ def test_sdk_gets_not_found_for_an_unknown_model(client):
         ),
         ({"extra_body": {"token_type": "dollars"}}, "token_type", "invalid_token_type"),
     ],
-    ids=["n", "logprobs", "stop", "max_tokens", "temperature", "empty", "image", "tool_choice", "schema", "token"],
+    ids=["n", "logit_bias", "stop", "max_tokens", "temperature", "empty", "image", "tool_choice", "schema", "token"],
 )
 def test_sdk_bad_request_carries_param_and_code(client, kwargs, param, code):
     kwargs = {"model": "smollm2-135m-instruct-q4_1", "messages": HI, **kwargs}

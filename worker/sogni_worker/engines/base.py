@@ -19,9 +19,11 @@ class Delta:
     # Protocol tool-call fragments: {"index", "id"?, "name"?, "arguments"?}.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     tokens: int = 0
+    # With the job's `logprobs`: one entry per token of `content` (protocol delta.logprobs).
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.content or self.reasoning or self.tool_calls or self.tokens)
+        return not (self.content or self.reasoning or self.tool_calls or self.tokens or self.logprobs)
 
 
 @dataclass
@@ -55,12 +57,19 @@ def cancelled() -> EngineError:
 
 class Engine:
     name = "engine"
+    # Announced in hello.features: "prompt" (raw-prompt jobs), "logprobs" (log probabilities).
+    features: tuple[str, ...] = ()
 
     def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[Delta | Finish]:
         raise NotImplementedError
 
     def close(self) -> None:
         """Release resources (model handles, HTTP clients)."""
+
+
+def token_entry(raw: bytes, logprob: float) -> dict[str, Any]:
+    """A token's log-probability entry, as OpenAI's ChatCompletionTokenLogprob (without top_logprobs)."""
+    return {"token": raw.decode("utf-8", errors="replace"), "logprob": float(logprob), "bytes": list(raw)}
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:

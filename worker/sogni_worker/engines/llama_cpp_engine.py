@@ -26,9 +26,10 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import llama_cpp  # noqa: E402
+import numpy as np  # noqa: E402
 from llama_cpp import llama_grammar  # noqa: E402
 
-from .base import Delta, Engine, EngineError, Finish, cancelled, wanted_tool
+from .base import Delta, Engine, EngineError, Finish, cancelled, token_entry, wanted_tool
 from .llama_prompt import HERMES_MARKER, ChatRenderer, choice_grammar, offered_tools
 
 
@@ -47,6 +48,9 @@ class _Run:
         self.generated = 0
         self.reported = 0
         self.finish = "stop"
+        # With `logprobs`: how many alternatives per token, and the entries not yet sent in a delta.
+        self.top_logprobs = int(request.get("top_logprobs") or 0) if request.get("logprobs") else None
+        self.logprobs: list[dict[str, Any]] = []
         self.params: dict[str, Any] = {
             "temp": float(_get(request, "temperature", 1.0)),
             "top_p": float(_get(request, "top_p", 1.0)),
@@ -63,6 +67,24 @@ class _Run:
         """Tokens generated since the last delta; every delta carries them, so the deltas sum to the total."""
         taken, self.reported = self.generated - self.reported, self.generated
         return taken
+
+    def take_logprobs(self) -> list[dict[str, Any]]:
+        taken, self.logprobs = self.logprobs, []
+        return taken
+
+    def _logprob(self, token: int) -> None:
+        """`token`'s log probability (and the top alternatives') under the model's distribution at the
+        position that produced it: the logits llama.cpp holds for the last evaluated token."""
+        n_vocab = self.llm.n_vocab()
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        entry = token_entry(self.llm.detokenize([token]), logprobs[token])
+        top = self.top_logprobs or 0
+        best: Any = np.argpartition(-logprobs, top)[:top] if top else []
+        best = sorted(best, key=lambda t: -logprobs[t])
+        entry["top_logprobs"] = [token_entry(self.llm.detokenize([int(t)]), logprobs[t]) for t in best]
+        self.logprobs.append(entry)
 
     def tokens(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
@@ -87,6 +109,8 @@ class _Run:
                     raise cancelled()
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     break
+                if self.top_logprobs is not None:
+                    self._logprob(token)
                 self.generated += 1
                 self.budget -= 1
                 pending += decoder.decode(self.llm.detokenize([token]))
@@ -114,12 +138,13 @@ def _get(request: dict[str, Any], key: str, default: Any) -> Any:
 
 class LlamaCppEngine(Engine):
     name = "llama-cpp"
+    features = ("logprobs", "prompt")
 
     def __init__(
         self,
         *,
         model_path: Path,
-        n_ctx: int = 2048,
+        n_ctx: int = 8192,
         n_threads: int = 2,
         instances: int = 1,
         n_gpu_layers: int = 0,
@@ -145,14 +170,19 @@ class LlamaCppEngine(Engine):
             self.pool.get_nowait().close()
 
     def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[Delta | Finish]:
-        if not request.get("messages"):
+        raw = request.get("prompt")
+        if raw is not None:  # a raw-prompt job (the `prompt` feature): no chat template, no tools
+            if not isinstance(raw, str) or not raw:
+                raise EngineError("invalid_request", "prompt must be a non-empty string")
+            request = {k: v for k, v in request.items() if k not in ("tools", "tool_choice", "response_format")}
+        elif not request.get("messages"):
             raise EngineError("invalid_request", "messages must not be empty")
         must_call, forced = wanted_tool(request)
         tools = offered_tools(request)
         names = [t["function"]["name"] for t in tools or []]
         if forced is not None and forced not in names:
             raise EngineError("invalid_request", f"tool_choice names {forced!r}, which is not in tools")
-        prompt = self.renderer.render(request)
+        prompt = raw if raw is not None else self.renderer.render(request)
         llm = self.pool.get()
         try:
             prompt_tokens = len(llm.tokenize(prompt.encode(), add_bos=False, special=True))
@@ -170,9 +200,9 @@ class LlamaCppEngine(Engine):
                 yield from self._tools(run, prompt, tools, names, must_call, forced, stop)
             else:
                 yield from self._text(run, prompt, stop, self._format_grammar(request))
-            rest = run.take()
-            if rest:
-                yield Delta(tokens=rest)
+            rest, logprobs = run.take(), run.take_logprobs()
+            if rest or logprobs:
+                yield Delta(tokens=rest, logprobs=logprobs)
             yield Finish(run.finish, prompt_tokens, run.generated)
         finally:
             self.pool.put(llm)
@@ -192,7 +222,7 @@ class LlamaCppEngine(Engine):
     def _text(self, run: _Run, prompt: str, stop: tuple[str, ...], grammar: Any) -> Iterator[Delta]:
         for text, _ in run.sample(prompt, grammar=grammar, stop=stop):
             if text:
-                yield Delta(content=text, tokens=run.take())
+                yield Delta(content=text, tokens=run.take(), logprobs=run.take_logprobs())
 
     def _tools(
         self,
@@ -226,11 +256,11 @@ class LlamaCppEngine(Engine):
                     if held.lstrip().startswith(HERMES_MARKER):
                         break
                     if not HERMES_MARKER.startswith(held.lstrip()) or run.budget <= 0:
-                        yield Delta(content=held, tokens=run.take())
+                        yield Delta(content=held, tokens=run.take(), logprobs=run.take_logprobs())
                         held = ""
                 else:
                     if held:
-                        yield Delta(content=held, tokens=run.take())
+                        yield Delta(content=held, tokens=run.take(), logprobs=run.take_logprobs())
                     return
             grammar = llama_cpp.LlamaGrammar.from_string(
                 choice_grammar(names, style, allow_message=False, with_open=False), verbose=False
@@ -243,6 +273,8 @@ class LlamaCppEngine(Engine):
         if name not in names:
             raise EngineError("engine_error", f"the model chose an unknown function {name!r}")
         schema = next(t["function"].get("parameters") for t in tools if t["function"]["name"] == name)
+        run.top_logprobs = None  # log probabilities are for content; a tool call carries none
+        run.take_logprobs()
         yield Delta(tool_calls=[{"index": 0, "id": f"call_{uuid.uuid4().hex[:24]}", "name": name}], tokens=run.take())
         for text, _ in run.sample(prompt, grammar=_grammar_from_schema(schema)):
             if text:

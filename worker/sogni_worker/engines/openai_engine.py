@@ -53,16 +53,58 @@ def upstream_error(status: int | None, body: Any) -> EngineError:
     return EngineError("engine_error", message, retryable=True)
 
 
+CHAT_ONLY = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "chat_template_kwargs")
+
+
 def upstream_body(request: dict[str, Any], model: str) -> dict[str, Any]:
     body = {k: v for k, v in request.items() if k not in ("model", "stream", "stream_options", "n", "user")}
     body.update(model=model, stream=True, stream_options={"include_usage": True})
+    if "prompt" in body:  # a raw-prompt job goes to /completions, whose `logprobs` counts alternatives
+        for name in CHAT_ONLY:
+            body.pop(name, None)
+        logprobs, top = body.pop("logprobs", None), body.pop("top_logprobs", None)
+        if logprobs:
+            body["logprobs"] = top or 0
     if "repetition_penalty" in body:  # llama-server / llama-cpp-python spell it repeat_penalty
         body.setdefault("repeat_penalty", body["repetition_penalty"])
     return body
 
 
+def _entry(token: str, logprob: Any, raw: Any = None) -> dict[str, Any]:
+    return {
+        "token": token,
+        "logprob": min(float(logprob), 0.0),
+        "bytes": raw if raw is not None else list(token.encode()),
+    }
+
+
+def upstream_logprobs(logprobs: Any) -> list[dict[str, Any]]:
+    """An upstream choice's log probabilities as protocol entries: chat's `content` list, or a legacy
+    completion's `tokens` / `token_logprobs` / `top_logprobs` lists."""
+    if not isinstance(logprobs, dict):
+        return []
+    entries = []
+    if isinstance(logprobs.get("content"), list):
+        for item in logprobs["content"]:
+            entry = _entry(item["token"], item["logprob"], item.get("bytes"))
+            entry["top_logprobs"] = [
+                _entry(t["token"], t["logprob"], t.get("bytes")) for t in item.get("top_logprobs") or []
+            ]
+            entries.append(entry)
+        return entries
+    tops = logprobs.get("top_logprobs") or []
+    pairs = zip(logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], strict=False)
+    for i, (token, logprob) in enumerate(pairs):
+        entry = _entry(token, logprob if logprob is not None else 0.0)
+        alternatives = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+        entry["top_logprobs"] = [_entry(t, lp) for t, lp in sorted(alternatives.items(), key=lambda kv: -kv[1])]
+        entries.append(entry)
+    return entries
+
+
 class OpenAIEngine(Engine):
     name = "openai"
+    features = ("logprobs", "prompt")
 
     def __init__(self, *, base_url: str, model: str | None = None, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -77,7 +119,8 @@ class OpenAIEngine(Engine):
         body = upstream_body(request, self.model or request.get("model") or "default")
         done = threading.Event()
         try:
-            with self.client.stream("POST", "/chat/completions", json=body) as response:
+            path = "/completions" if "prompt" in request else "/chat/completions"
+            with self.client.stream("POST", path, json=body) as response:
                 if response.status_code >= 400:
                     raw = response.read()
                     try:
@@ -107,6 +150,8 @@ class OpenAIEngine(Engine):
     @staticmethod
     def _estimate_prompt(request: dict[str, Any]) -> int:
         """For servers that send no usage: about 4 characters a token, plus a few per message."""
+        if "prompt" in request:
+            return len(request["prompt"]) // 4 + 1
         return sum(len(json.dumps(m.get("content") or "")) // 4 + 4 for m in request.get("messages") or [])
 
     def _relay(
@@ -132,8 +177,9 @@ class OpenAIEngine(Engine):
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
                 out = Delta(
-                    content=delta.get("content") or "",
+                    content=delta.get("content") or choice.get("text") or "",
                     reasoning=delta.get("reasoning_content") or delta.get("reasoning") or "",
+                    logprobs=upstream_logprobs(choice.get("logprobs")) if request.get("logprobs") else [],
                 )
                 for call in delta.get("tool_calls") or []:
                     function = call.get("function") or {}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .base import Delta, Engine, EngineError, Finish, cancelled, last_user_text, wanted_tool
+from .base import Delta, Engine, EngineError, Finish, cancelled, last_user_text, token_entry, wanted_tool
 
 WARNING = (
     "the scripted engine produces fixed, meaningless text and is for tests and benchmarks only; "
@@ -37,8 +37,17 @@ def sample_instance(schema: dict[str, Any], marker: str) -> Any:
     return {"string": marker, "integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, marker)
 
 
+def scripted_logprobs(text: str, top: int) -> list[dict[str, Any]]:
+    """A fixed entry for a piece of text: logprob -0.25, alternatives `alt<i>` below it."""
+    entry = token_entry(text.encode(), -0.25)
+    entry["top_logprobs"] = [entry.copy()] + [token_entry(f"alt{i}".encode(), -2.0 - i) for i in range(1, top)]
+    entry["top_logprobs"] = entry["top_logprobs"][:top]
+    return [entry]
+
+
 class ScriptedEngine(Engine):
     name = "scripted"
+    features = ("logprobs", "prompt")
 
     def __init__(self, *, rate: float = 50.0, tokens: int = 16) -> None:
         if rate < 0 or tokens < 1:
@@ -66,8 +75,13 @@ class ScriptedEngine(Engine):
 
     def generate(self, request: dict[str, Any], cancel: threading.Event) -> Iterator[Delta | Finish]:
         messages = request.get("messages") or []
-        if not messages:
+        raw = request.get("prompt")
+        if not messages and not raw:
             raise EngineError("invalid_request", "messages must not be empty")
+        if raw:
+            messages = [{"role": "user", "content": raw}]
+            request = {k: v for k, v in request.items() if k not in ("tools", "response_format")}
+        top = int(request.get("top_logprobs") or 0) if request.get("logprobs") else None
         max_tokens = int(request.get("max_tokens") or 16)
         words = last_user_text(messages).split()
         marker = words[0] if words else "scripted"
@@ -94,5 +108,6 @@ class ScriptedEngine(Engine):
             elif kind == "tool":
                 yield Delta(tool_calls=[dict(value)], tokens=1)
             else:
-                yield Delta(content=value, tokens=1)
+                logprobs = scripted_logprobs(value, top) if top is not None else []
+                yield Delta(content=value, tokens=1, logprobs=logprobs)
         yield Finish(finish_reason, prompt_tokens, len(pieces), reasoning_tokens)
