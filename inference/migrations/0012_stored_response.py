@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inference', '0009_owner_trust'),
+        ('inference', '0011_worker_features'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
