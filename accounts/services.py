@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.keys import decrypt_key, encrypt_key, generate_key, hash_secret
 from accounts.models import ApiKey, ApiKeyAuditEvent, TokenTypePreference, User
+from accounts.signals import api_key_revoked
 
 # disabled_reason written when the owner disables their own key; any other reason (an operator's,
 # the platform's) means the owner cannot re-enable it from the dashboard.
@@ -70,11 +71,8 @@ def _signup_address_check(address: str) -> None:
 
 def worker_connections_close_on_commit(*, user_id: int) -> None:
     """The account's key stopped authenticating: after commit its worker sockets are closed, in every
-    server process (4001)."""
-    from inference.protocol import CLOSE_INVALID_KEY
-    from inference.services.workers import owner_connections_close_on_commit
-
-    owner_connections_close_on_commit(owner_id=user_id, code=CLOSE_INVALID_KEY, reason="invalid or disabled API key")
+    server process (4001; inference listens for api_key_revoked)."""
+    api_key_revoked.send(sender=User, user_id=user_id)
 
 
 def _audit(api_key: ApiKey, action: str, actor: User | None, reason: str = "") -> None:

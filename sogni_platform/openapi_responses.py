@@ -2,11 +2,11 @@
 /v1/responses/{response_id}, described by hand (they are not DRF views) from trimmed copies of
 OpenAI's CreateResponse and Response schemas, as data. OpenAPI 3.0 (`nullable: true`)."""
 
-from sogni_platform.openapi_schemas import ERROR_STATUSES, INT64, NAME, TEXT, _closed
+from sogni_platform.openapi_schemas import ERROR_STATUSES, INT64, NAME, TEXT, closed_object
 
 NULLABLE_BOOLEAN = {"type": "boolean", "nullable": True}
 
-INPUT_MESSAGE = _closed(
+INPUT_MESSAGE = closed_object(
     {
         "type": {"type": "string", "enum": ["message"]},
         "role": {"type": "string", "enum": ["user", "system", "developer", "assistant"]},
@@ -15,7 +15,7 @@ INPUT_MESSAGE = _closed(
     ["role", "content"],
 )
 
-FUNCTION_TOOL = _closed(
+FUNCTION_TOOL = closed_object(
     {
         "type": {"type": "string", "enum": ["function"]},
         "name": NAME,
@@ -54,10 +54,10 @@ CREATE_RESPONSE = {
         "tools": {"type": "array", "maxItems": 16, "items": {"$ref": "#/components/schemas/ResponseFunctionTool"}},
         "tool_choice": {"type": "string", "enum": ["none", "auto"]},
         "parallel_tool_calls": NULLABLE_BOOLEAN,
-        "text": _closed(
-            {"format": _closed({"type": {"type": "string", "enum": ["text", "json_object"]}}, ["type"])}, []
+        "text": closed_object(
+            {"format": closed_object({"type": {"type": "string", "enum": ["text", "json_object"]}}, ["type"])}, []
         ),
-        "reasoning": _closed(
+        "reasoning": closed_object(
             {
                 "effort": {"type": "string", "enum": ["none", "minimal", "low", "medium", "high"], "nullable": True},
                 "summary": {"type": "string", "enum": ["auto", "concise", "detailed"], "nullable": True},

@@ -61,18 +61,18 @@ TEXT = {"type": "string", "pattern": "^[^\\x00]*$"}
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
 
 
-def _closed(properties: dict, required: list[str]) -> dict:
+def closed_object(properties: dict, required: list[str]) -> dict:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
-CONTENT_PART = _closed({"type": {"type": "string", "enum": ["text"]}, "text": TEXT}, ["type", "text"])
+CONTENT_PART = closed_object({"type": {"type": "string", "enum": ["text"]}, "text": TEXT}, ["type", "text"])
 CONTENT = {"oneOf": [TEXT, {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ContentPart"}}]}
 
-TOOL_CALL = _closed(
+TOOL_CALL = closed_object(
     {
         "id": {**TEXT, "minLength": 1},
         "type": {"type": "string", "enum": ["function"]},
-        "function": _closed({"name": NAME, "arguments": TEXT}, ["name", "arguments"]),
+        "function": closed_object({"name": NAME, "arguments": TEXT}, ["name", "arguments"]),
     },
     ["id", "type", "function"],
 )
@@ -80,11 +80,11 @@ TOOL_CALL = _closed(
 # One shape per role, as OpenAI's ChatCompletionRequestMessage.
 CHAT_MESSAGE = {
     "oneOf": [
-        _closed(
+        closed_object(
             {"role": {"type": "string", "enum": ["system", "developer", "user"]}, "content": CONTENT},
             ["role", "content"],
         ),
-        _closed(
+        closed_object(
             {
                 "role": {"type": "string", "enum": ["assistant"]},
                 "content": {**CONTENT, "nullable": True},
@@ -92,7 +92,7 @@ CHAT_MESSAGE = {
             },
             ["role"],
         ),
-        _closed(
+        closed_object(
             {
                 "role": {"type": "string", "enum": ["tool"]},
                 "content": CONTENT,
@@ -103,10 +103,10 @@ CHAT_MESSAGE = {
     ]
 }
 
-TOOL = _closed(
+TOOL = closed_object(
     {
         "type": {"type": "string", "enum": ["function"]},
-        "function": _closed(
+        "function": closed_object(
             {
                 "name": NAME,
                 "description": TEXT,
@@ -156,7 +156,7 @@ CHAT_REQUEST = {
         "n": {"type": "integer", "enum": [1], "nullable": True},
         "tools": {"type": "array", "maxItems": 16, "items": {"$ref": "#/components/schemas/Tool"}},
         "tool_choice": {"type": "string", "enum": ["none", "auto"]},
-        "response_format": _closed({"type": {"type": "string", "enum": ["text", "json_object"]}}, ["type"]),
+        "response_format": closed_object({"type": {"type": "string", "enum": ["text", "json_object"]}}, ["type"]),
         "user": TEXT,
         "token_type": {
             "type": "string",

@@ -147,7 +147,7 @@ class ChatRequest:
         return min(estimate, context_window) if context_window else estimate
 
 
-def _check_content_type(content_type: str | None) -> None:
+def content_type_check(content_type: str | None) -> None:
     media, _, params = (content_type or "").partition(";")
     charset = "utf-8"
     for param in params.split(";"):
@@ -174,7 +174,7 @@ def _too_large(size: int) -> ApiError:
     )
 
 
-def _load(raw_body: bytes) -> dict:
+def json_body_load(raw_body: bytes) -> dict:
     if len(raw_body) > settings.MAX_REQUEST_BYTES:
         raise _too_large(len(raw_body))
     try:
@@ -280,7 +280,7 @@ def _stop(body: dict) -> list[str] | None:
     return value or None
 
 
-def _token_type(body: dict, headers: Mapping[str, str]) -> str | None:
+def token_type_read(body: dict, headers: Mapping[str, str]) -> str | None:
     """spark, sogni or auto from the body, else the X-Token-Type header; None when neither says."""
     header = next((v for k, v in headers.items() if k.lower() == TOKEN_TYPE_HEADER), None)
     for value, param in ((body.get("token_type"), "token_type"), (header, "X-Token-Type")):
@@ -298,7 +298,7 @@ def _token_type(body: dict, headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def _bounded(body: dict, name: str) -> float | int | None:
+def sampling_value(body: dict, name: str) -> float | int | None:
     limits = SAMPLING_LIMITS[name]
     exclusive = "exclusive_minimum" in limits
     minimum = limits["exclusive_minimum"] if exclusive else limits["minimum"]
@@ -307,7 +307,7 @@ def _bounded(body: dict, name: str) -> float | int | None:
 
 def _options(body: dict) -> dict[str, Any]:
     options: dict[str, Any] = {
-        name: _bounded(body, name)
+        name: sampling_value(body, name)
         for name in ("temperature", "top_p", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty")
     }
     options |= {
@@ -352,8 +352,8 @@ def _check_ignored(body: dict) -> None:
 def load_json_body(raw_body: bytes, *, content_type: str | None) -> dict:
     """The request's JSON object: 413, 415 or 400 invalid_json otherwise."""
     if len(raw_body) <= settings.MAX_REQUEST_BYTES:  # 413 first: a huge body is refused whatever its type
-        _check_content_type(content_type)
-    return _load(raw_body)
+        content_type_check(content_type)
+    return json_body_load(raw_body)
 
 
 def common_fields(body: dict, headers: Mapping[str, str]) -> dict[str, Any]:
@@ -362,7 +362,7 @@ def common_fields(body: dict, headers: Mapping[str, str]) -> dict[str, Any]:
     stream_options = get_object(body, "stream_options", "stream_options") or {}
     include_usage = bool(get_bool(stream_options, "include_usage", "stream_options.include_usage"))
     get_bool(stream_options, "include_obfuscation", "stream_options.include_obfuscation")
-    token_type = _token_type(body, headers)
+    token_type = token_type_read(body, headers)
     return {
         "model": get_str(body, "model", "model", allow_empty=False),
         "stream": stream,

@@ -30,8 +30,8 @@ from inference.openai.checks import (
     wrong_type,
 )
 from inference.openai.messages import MAX_MESSAGES
-from inference.openai.requests import ChatRequest, _bounded, _check_content_type, _load, _token_type
-from inference.openai.tools import MAX_TOOLS, _name, _schema
+from inference.openai.requests import ChatRequest, content_type_check, json_body_load, sampling_value, token_type_read
+from inference.openai.tools import MAX_TOOLS, function_name_check, json_schema_check
 
 ROLES = ("user", "system", "developer", "assistant")
 TEXT_PARTS = ("input_text", "output_text")
@@ -230,7 +230,7 @@ def _tools(body: dict) -> tuple[list[dict] | None, list[dict]]:
                 param="tools",
                 code="unsupported_value",
             )
-        name = _name(get_str(tool, "name", f"{param}.name", required=True), f"{param}.name")
+        name = function_name_check(get_str(tool, "name", f"{param}.name", required=True), f"{param}.name")
         if name in names:
             invalid(f"Invalid '{param}.name': duplicate tool name '{name}'.", param=f"{param}.name")
         names.add(name)
@@ -240,7 +240,7 @@ def _tools(body: dict) -> tuple[list[dict] | None, list[dict]]:
             spec["description"] = description
         parameters = tool.get("parameters")
         if parameters is not None:
-            spec["parameters"] = _schema(parameters, f"{param}.parameters", object_only=True)
+            spec["parameters"] = json_schema_check(parameters, f"{param}.parameters", object_only=True)
         strict = get_bool(tool, "strict", f"{param}.strict")
         if strict is not None:
             spec["strict"] = strict
@@ -306,10 +306,10 @@ def _text_format(body: dict) -> tuple[dict | None, dict]:
             f"Invalid value: '{kind}'. Supported values are: 'text', 'json_object' and 'json_schema'.",
             param="text.format.type",
         )
-    name = _name(get_str(value, "name", "text.format.name", required=True), "text.format.name")
+    name = function_name_check(get_str(value, "name", "text.format.name", required=True), "text.format.name")
     if value.get("schema") is None:
         missing("text.format.schema")
-    spec: dict = {"name": name, "schema": _schema(value["schema"], "text.format.schema", object_only=False)}
+    spec: dict = {"name": name, "schema": json_schema_check(value["schema"], "text.format.schema", object_only=False)}
     description = get_str(value, "description", "text.format.description")
     if description is not None:
         spec["description"] = description
@@ -388,8 +388,8 @@ def parse_responses_request(
 ) -> ResponsesRequest:
     """CreateResponse validated; every refusal is a 400 naming its param, before any job or hold."""
     if len(raw_body) <= settings.MAX_REQUEST_BYTES:  # 413 first, as for chat completions
-        _check_content_type(content_type)
-    body = _load(raw_body)
+        content_type_check(content_type)
+    body = json_body_load(raw_body)
     input_messages, output_params = _input_messages(body.get("input"))
     _refuse_unhonourable(body)
     metadata = _check_ignored(body)
@@ -399,7 +399,7 @@ def parse_responses_request(
     response_format, text = _text_format(body)
     thinking, reasoning = _reasoning(body)
     parallel = get_bool(body, "parallel_tool_calls", "parallel_tool_calls")
-    options: dict[str, Any] = {name: _bounded(body, name) for name in ("temperature", "top_p", *EXTENSIONS)}
+    options: dict[str, Any] = {name: sampling_value(body, name) for name in ("temperature", "top_p", *EXTENSIONS)}
     options |= {
         "top_k": get_int(body, "top_k", "top_k", minimum=0),
         "seed": get_int(body, "seed", "seed", minimum=INT64_MIN, maximum=INT64_MAX),
@@ -409,7 +409,7 @@ def parse_responses_request(
         "response_format": response_format,
         "chat_template_kwargs": thinking,
     }
-    token_type = _token_type(body, headers)
+    token_type = token_type_read(body, headers)
     return ResponsesRequest(
         input_messages=input_messages,
         output_params=output_params,

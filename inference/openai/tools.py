@@ -12,7 +12,7 @@ NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_TOOLS = 128
 
 
-def _name(value: str, param: str) -> str:
+def function_name_check(value: str, param: str) -> str:
     if not NAME_PATTERN.match(value):
         invalid(
             f"Invalid '{param}': string does not match pattern. Expected a string that matches the pattern "
@@ -23,7 +23,7 @@ def _name(value: str, param: str) -> str:
     return value
 
 
-def _schema(value: Any, param: str, *, object_only: bool) -> dict:
+def json_schema_check(value: Any, param: str, *, object_only: bool) -> dict:
     if not isinstance(value, dict):
         wrong_type(param, "an object (a JSON Schema)", value)
     if object_only and value.get("type", "object") != "object":
@@ -65,7 +65,9 @@ def normalise_tools(body: dict) -> list[dict] | None:
         function = get_object(tool, "function", f"{param}.function")
         if function is None:
             missing(f"{param}.function")
-        name = _name(get_str(function, "name", f"{param}.function.name", required=True), f"{param}.function.name")
+        name = function_name_check(
+            get_str(function, "name", f"{param}.function.name", required=True), f"{param}.function.name"
+        )
         if name in names:
             invalid(
                 f"Invalid '{param}.function.name': duplicate tool name '{name}'.",
@@ -78,7 +80,9 @@ def normalise_tools(body: dict) -> list[dict] | None:
         if description is not None:
             spec["description"] = description
         if function.get("parameters") is not None:
-            spec["parameters"] = _schema(function["parameters"], f"{param}.function.parameters", object_only=True)
+            spec["parameters"] = json_schema_check(
+                function["parameters"], f"{param}.function.parameters", object_only=True
+            )
         strict = get_bool(function, "strict", f"{param}.function.strict")
         if strict is not None:
             spec["strict"] = strict
@@ -146,12 +150,12 @@ def normalise_response_format(body: dict) -> dict | None:
     if spec is None:
         missing("response_format.json_schema")
     name = get_str(spec, "name", "response_format.json_schema.name", required=True)
-    out: dict = {"name": _name(name, "response_format.json_schema.name")}
+    out: dict = {"name": function_name_check(name, "response_format.json_schema.name")}
     description = get_str(spec, "description", "response_format.json_schema.description")
     if description is not None:
         out["description"] = description
     if spec.get("schema") is not None:
-        out["schema"] = _schema(spec["schema"], "response_format.json_schema.schema", object_only=False)
+        out["schema"] = json_schema_check(spec["schema"], "response_format.json_schema.schema", object_only=False)
     strict = get_bool(spec, "strict", "response_format.json_schema.strict")
     if strict is not None:
         out["strict"] = strict

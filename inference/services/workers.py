@@ -171,6 +171,11 @@ def worker_disconnect(*, worker_id: int, channel_name: str, delivered: dict[str,
     logger.info("worker %s disconnected; %s job(s) released", worker_id, released)
 
 
+def owner_key_revoked(*, user_id: int, **_signal) -> None:
+    """accounts.signals.api_key_revoked: the owner's worker sockets close after commit (4001)."""
+    owner_connections_close_on_commit(owner_id=user_id, code=CLOSE_INVALID_KEY, reason="invalid or disabled API key")
+
+
 def owner_connections_close_on_commit(*, owner_id: int, code: int, reason: str) -> None:
     """After commit, close every worker connection of the owner's, in whichever server process holds it.
 
