@@ -11,7 +11,8 @@ from django.utils import timezone
 from inference.models import Job, StoredResponse
 from inference.services.stored_responses import stored_responses_purge
 from inference.tasks import purge_stored_responses_task
-from tests.inference.platform import SMOLLM2, HttpCall, WorkerSocket, account_create, run, smollm2_count
+from tests.inference.platform import HttpCall, WorkerSocket, run, smollm2_count
+from tests.support.factories import SMOLLM2, account_create
 from tests.support.openai_schema import validate
 
 

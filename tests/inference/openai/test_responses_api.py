@@ -3,7 +3,6 @@ the chat path's chunks written as output items and events, checked against OpenA
 (CreateResponse, Response, ResponseStreamEvent) and the openai SDK's own stream accumulator."""
 
 import json
-from decimal import Decimal
 
 import pytest
 from openai import omit
@@ -11,7 +10,7 @@ from openai._models import construct_type
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 
-from inference.openai.responses import ChatCompletionAccumulator, cost_payload, usage_payload
+from inference.openai.responses import ChatCompletionAccumulator, usage_payload
 from inference.openai.responses_input import parse_responses_request
 from inference.openai.responses_output import ResponseWriter, response_usage, sse_response_event
 from sogni_platform.exceptions import ApiError, ServiceUnavailable
@@ -19,7 +18,7 @@ from tests.support.openai_schema import validate
 
 MODEL = "smollm2-135m-instruct-q4_1"
 OSLO = {"name": "get_weather", "arguments": '{"city":"Oslo"}'}
-COST = cost_payload(token_type="spark", amount=Decimal("0.001620"), usd=Decimal("0.0000081"))
+COST = {"token_type": "spark", "amount": "0.001620", "usd": "0.0000081"}
 USAGE = response_usage(usage_payload(prompt_tokens=12, completion_tokens=6, reasoning_tokens=2, cost=COST))
 WEATHER = {
     "type": "function",
