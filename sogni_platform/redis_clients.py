@@ -21,7 +21,7 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-TIMEOUT_S = 0.25
+TIMEOUT_S = 0.5
 SKIP_AFTER_FAILURE_S = 1.0
 _OUTAGE = (ConnectionError, TimeoutError, socket.timeout)
 
@@ -30,45 +30,53 @@ class RedisSkipped(ConnectionError):
     """Redis failed moments ago: not asked again until SKIP_AFTER_FAILURE_S have passed."""
 
 
-_failed_at: float | None = None
+class _Outages:
+    """When each Redis server (by URL) last failed; every client of that URL, sync or async, skips it
+    for SKIP_AFTER_FAILURE_S after a failure."""
+
+    def __init__(self) -> None:
+        self._failed_at: dict[str, float] = {}
+
+    def check(self, url: str) -> None:
+        failed_at = self._failed_at.get(url)
+        if failed_at is not None and time.monotonic() - failed_at < SKIP_AFTER_FAILURE_S:
+            raise RedisSkipped(f"Redis failed less than {SKIP_AFTER_FAILURE_S:g} s ago; skipped")
+
+    def trip(self, url: str) -> None:
+        self._failed_at[url] = time.monotonic()
 
 
-def _check() -> None:
-    if _failed_at is not None and time.monotonic() - _failed_at < SKIP_AFTER_FAILURE_S:
-        raise RedisSkipped(f"Redis failed less than {SKIP_AFTER_FAILURE_S:g} s ago; skipped")
-
-
-def _trip() -> None:
-    global _failed_at
-    _failed_at = time.monotonic()
+_outages = _Outages()
 
 
 class _FailFast(redis.retry.Retry):
-    """No retry; a command is skipped while Redis is known to be failing (every command and connect of
-    a client goes through its Retry)."""
+    """No retry; a command is skipped while its Redis is known to be failing (every command and connect
+    of a client goes through its Retry)."""
 
-    def __init__(self):
+    def __init__(self, url: str):
         super().__init__(NoBackoff(), 0)
+        self._url = url
 
     def call_with_retry(self, do, fail, *args, **kwargs):
-        _check()
+        _outages.check(self._url)
         try:
             return super().call_with_retry(do, fail, *args, **kwargs)
         except _OUTAGE:
-            _trip()
+            _outages.trip(self._url)
             raise
 
 
 class _FailFastAsync(redis.asyncio.retry.Retry):
-    def __init__(self):
+    def __init__(self, url: str):
         super().__init__(NoBackoff(), 0)
+        self._url = url
 
     async def call_with_retry(self, do, fail, *args, **kwargs):
-        _check()
+        _outages.check(self._url)
         try:
             return await super().call_with_retry(do, fail, *args, **kwargs)
         except _OUTAGE:
-            _trip()
+            _outages.trip(self._url)
             raise
 
 
@@ -90,7 +98,7 @@ def redis_sync() -> redis.Redis | None:
         return None
     client = _sync_clients.get(url)
     if client is None:
-        client = _sync_clients[url] = redis.Redis.from_url(url, retry=_FailFast(), **_OPTIONS)
+        client = _sync_clients[url] = redis.Redis.from_url(url, retry=_FailFast(url), **_OPTIONS)
     return client
 
 
@@ -102,5 +110,5 @@ def redis_async() -> redis.asyncio.Redis | None:
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(url)
     if client is None:
-        client = clients[url] = redis.asyncio.Redis.from_url(url, retry=_FailFastAsync(), **_OPTIONS)
+        client = clients[url] = redis.asyncio.Redis.from_url(url, retry=_FailFastAsync(url), **_OPTIONS)
     return client

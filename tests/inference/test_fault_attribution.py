@@ -82,6 +82,7 @@ def worker_state_paused(name: str) -> bool:
 
 def test_client_errors_and_client_cancels_are_never_the_workers_fault(platform, operator, customer):
     platform.WORKER_MAX_FAILURES_PER_HOUR = 1
+    platform.STREAM_HEADERS_WAIT_SECONDS = 5  # the refusals come before any token: real statuses
     # An honest worker claims what the platform counts (a claim off by more is a fault of its own).
     partial, served = smollm2_count("partial"), smollm2_count("served")
 
@@ -121,7 +122,8 @@ def test_client_errors_and_client_cancels_are_never_the_workers_fault(platform, 
         return statuses, listing, reply
 
     statuses, listing, reply = run(scenario)
-    assert statuses == [(400, "context_length_exceeded"), (200, True)] * 2
+    # A refusal before the first token has its real status, streamed or not (STREAM_HEADERS_WAIT_SECONDS).
+    assert statuses == [(400, "context_length_exceeded"), (400, True)] * 2
     row = Worker.objects.get(name="honest")
     assert (row.jobs_failed, row.jobs_aborted, row.faults_in_window, row.paused_until) == (0, 0, 0, None)
     assert row.discrepancies == 0 and not Job.objects.filter(claim_discrepancy=True).exists()
