@@ -7,6 +7,7 @@ job exists, so nothing the worker sends can be missed.
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
 
@@ -41,7 +42,7 @@ from ratelimits.services import (
     ratelimit_tokens_correct_async,
     ratelimit_tokens_reserve_async,
 )
-from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable
+from sogni_platform.exceptions import ApiError, NotFound, ServiceUnavailable, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,16 @@ def in_db_thread(function):
                     connection.close()
 
     return sync_to_async(call, thread_sensitive=False)
+
+
+async def answered(request, handler, *args):
+    """`handler(request, *args)`'s response, or the OpenAI-shaped error it raised; either carries x-request-id."""
+    try:
+        response = await handler(request, *args)
+    except ApiError as error:
+        response = error_response(error)
+    response["x-request-id"] = getattr(request, "request_id", None) or f"req_{uuid.uuid4().hex}"
+    return response
 
 
 def job_error(code: str, message: str, *, param: str = "messages") -> ApiError:

@@ -8,7 +8,6 @@ so /v1/generation and the usage pages know it by that id too.
 """
 
 import asyncio
-import uuid
 
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
@@ -16,13 +15,13 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import api_key_required
 from inference import relay
-from inference.chat import ChatSession, in_db_thread, job_error
+from inference.chat import ChatSession, answered, in_db_thread, job_error
 from inference.openai.requests import parse_http_request
 from inference.openai.responses import SSE_KEEPALIVE
 from inference.openai.responses_input import ResponsesRequest, parse_responses_request
 from inference.openai.responses_output import ResponseWriter, response_id, response_usage, sse_response_event
 from inference.services.stored_responses import stored_response_delete, stored_response_get, stored_response_save
-from sogni_platform.exceptions import ApiError, NotFound, error_response
+from sogni_platform.exceptions import ApiError, NotFound
 
 
 def _as_input(error: ApiError) -> ApiError:
@@ -176,20 +175,11 @@ async def _stored(request, response_id: str):
     return JsonResponse(stored.response)
 
 
-async def _answered(request, handler, *args):
-    try:
-        response = await handler(request, *args)
-    except ApiError as error:
-        response = error_response(error)
-    response["x-request-id"] = getattr(request, "request_id", None) or f"req_{uuid.uuid4().hex}"
-    return response
-
-
 @csrf_exempt
 async def responses(request):
-    return await _answered(request, _create)
+    return await answered(request, _create)
 
 
 @csrf_exempt
 async def response_detail(request, response_id: str):
-    return await _answered(request, _stored, response_id)
+    return await answered(request, _stored, response_id)

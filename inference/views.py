@@ -1,16 +1,14 @@
 """POST /v1/chat/completions and /v1/completions: authenticate, parse, open the job, stream or collect
 its answer."""
 
-import uuid
-
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import api_key_required
-from inference.chat import ChatSession, in_db_thread
+from inference.chat import ChatSession, answered, in_db_thread
 from inference.openai.completions import parse_completion_request
 from inference.openai.requests import parse_chat_request, parse_http_request
-from sogni_platform.exceptions import ApiError, error_response
+from sogni_platform.exceptions import ApiError
 
 
 async def _completion(request, parse):
@@ -37,21 +35,12 @@ async def _completion(request, parse):
     return JsonResponse(await session.collect())
 
 
-async def _answer(request, parse):
-    try:
-        response = await _completion(request, parse)
-    except ApiError as error:
-        response = error_response(error)
-    response["x-request-id"] = getattr(request, "request_id", None) or f"req_{uuid.uuid4().hex}"
-    return response
-
-
 @csrf_exempt
 async def chat_completions(request):
-    return await _answer(request, parse_chat_request)
+    return await answered(request, _completion, parse_chat_request)
 
 
 @csrf_exempt
 async def completions(request):
     """OpenAI's legacy completions: a raw prompt, no chat template (a `prompt` job, docs/worker-protocol.md)."""
-    return await _answer(request, parse_completion_request)
+    return await answered(request, _completion, parse_completion_request)

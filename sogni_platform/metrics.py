@@ -69,6 +69,17 @@ def _increments_ttft(model: str, seconds: float) -> list[tuple[str, float]]:
     ]
 
 
+def _pipeline(client, increments: list[tuple[str, float]]):
+    """A pipeline (of the sync or the async client) queued with `increments`, to execute."""
+    pipe = client.pipeline(transaction=False)
+    for field, amount in increments:
+        if isinstance(amount, int):
+            pipe.hincrby(_hash_key(), field, amount)
+        else:
+            pipe.hincrbyfloat(_hash_key(), field, amount)
+    return pipe
+
+
 def _record(increments: list[tuple[str, float]]) -> None:
     client = redis_sync()
     if client is None:
@@ -77,13 +88,7 @@ def _record(increments: list[tuple[str, float]]) -> None:
                 _local[field] += amount
         return
     try:
-        pipe = client.pipeline(transaction=False)
-        for field, amount in increments:
-            if isinstance(amount, int):
-                pipe.hincrby(_hash_key(), field, amount)
-            else:
-                pipe.hincrbyfloat(_hash_key(), field, amount)
-        pipe.execute()
+        _pipeline(client, increments).execute()
     except Exception as exc:  # noqa: BLE001 - recording must never fail a request
         _warn(exc)
 
@@ -94,13 +99,7 @@ async def _record_async(increments: list[tuple[str, float]]) -> None:
         _record(increments)
         return
     try:
-        pipe = client.pipeline(transaction=False)
-        for field, amount in increments:
-            if isinstance(amount, int):
-                pipe.hincrby(_hash_key(), field, amount)
-            else:
-                pipe.hincrbyfloat(_hash_key(), field, amount)
-        await pipe.execute()
+        await _pipeline(client, increments).execute()
     except Exception as exc:  # noqa: BLE001
         _warn(exc)
 

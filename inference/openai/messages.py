@@ -18,34 +18,42 @@ UNSUPPORTED_PARTS = {
 }
 
 
-def _text_parts(parts: list, param: str, *, allow_refusal: bool = False) -> str:
-    if not parts:
-        invalid(
-            f"Invalid '{param}': empty array. Expected an array with minimum length 1.", param=param, code="empty_array"
-        )
+def text_parts_join(
+    parts: list, param: str, *, kinds: tuple[str, ...], unsupported: dict[str, str], allow_refusal: bool
+) -> str:
+    """The text of content parts of the given `kinds`, joined by a newline; refusal parts are checked and skipped."""
     texts = []
     for j, part in enumerate(parts):
         part_param = f"{param}[{j}]"
         if not isinstance(part, dict):
             wrong_type(part_param, "an object", part)
         kind = get_str(part, "type", f"{part_param}.type", required=True)
-        if kind in UNSUPPORTED_PARTS:
+        if kind in unsupported:
             invalid(
-                f"Invalid '{part_param}.type': {UNSUPPORTED_PARTS[kind]}.",
+                f"Invalid '{part_param}.type': {unsupported[kind]}.",
                 param=f"{part_param}.type",
                 code="unsupported_value",
             )
         if kind == "refusal" and allow_refusal:
             get_str(part, "refusal", f"{part_param}.refusal", required=True)
             continue
-        if kind != "text":
+        if kind not in kinds:
+            expected = " or ".join(f"'{k}'" for k in kinds)
             invalid(
-                f"Invalid '{part_param}.type': unknown content part type '{kind}'. Expected 'text'.",
+                f"Invalid '{part_param}.type': unknown content part type '{kind}'. Expected {expected}.",
                 param=f"{part_param}.type",
                 code="invalid_value",
             )
         texts.append(get_str(part, "text", f"{part_param}.text", required=True))
     return "\n".join(texts)
+
+
+def _text_parts(parts: list, param: str, *, allow_refusal: bool = False) -> str:
+    if not parts:
+        invalid(
+            f"Invalid '{param}': empty array. Expected an array with minimum length 1.", param=param, code="empty_array"
+        )
+    return text_parts_join(parts, param, kinds=("text",), unsupported=UNSUPPORTED_PARTS, allow_refusal=allow_refusal)
 
 
 def _content(message: dict, param: str, *, required: bool = True, allow_refusal: bool = False) -> str | None:

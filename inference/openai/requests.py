@@ -47,8 +47,9 @@ PER_MESSAGE_OVERHEAD = 16
 PER_TOOL_CALL_OVERHEAD = 32
 TOOLS_OVERHEAD = 512
 PROMPT_OVERHEAD = 32
-# Sampling fields copied to job.request only when the client set them, in the protocol's order.
-SAMPLING_FIELDS = (
+# Sampling fields copied to job.request only when the client set them, in the protocol's order;
+# SAMPLING_ONLY are those that are not tools, formats or templates.
+SAMPLING_ONLY = (
     "temperature",
     "top_p",
     "top_k",
@@ -58,6 +59,9 @@ SAMPLING_FIELDS = (
     "presence_penalty",
     "stop",
     "seed",
+)
+SAMPLING_FIELDS = (
+    *SAMPLING_ONLY,
     "tools",
     "tool_choice",
     "parallel_tool_calls",
@@ -389,19 +393,6 @@ def parse_chat_request(raw_body: bytes, *, content_type: str | None, headers: Ma
 def sampling_options(body: dict) -> dict[str, Any]:
     """The sampling fields (no tools, formats or templates), checked as chat checks them."""
     return {name: value for name, value in _options(body).items() if name in SAMPLING_ONLY}
-
-
-SAMPLING_ONLY = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repetition_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-    "stop",
-    "seed",
-)
 
 
 def parse_http_request(request: HttpRequest, parse=parse_chat_request):

@@ -29,9 +29,9 @@ from inference.openai.checks import (
     unsupported,
     wrong_type,
 )
-from inference.openai.messages import MAX_MESSAGES
+from inference.openai.messages import MAX_MESSAGES, text_parts_join
 from inference.openai.requests import ChatRequest, content_type_check, json_body_load, sampling_value, token_type_read
-from inference.openai.tools import MAX_TOOLS, function_name_check, json_schema_check
+from inference.openai.tools import function_name_check, function_spec_check, json_schema_check, tool_entries
 
 ROLES = ("user", "system", "developer", "assistant")
 TEXT_PARTS = ("input_text", "output_text")
@@ -112,30 +112,9 @@ def _text(parts: Any, param: str, *, role: str) -> str:
         return parts
     if not isinstance(parts, list):
         wrong_type(param, "a string or an array of content parts", parts)
-    texts = []
-    for j, part in enumerate(parts):
-        part_param = f"{param}[{j}]"
-        if not isinstance(part, dict):
-            wrong_type(part_param, "an object", part)
-        kind = get_str(part, "type", f"{part_param}.type", required=True)
-        if kind in UNSUPPORTED_PARTS:
-            invalid(
-                f"Invalid '{part_param}.type': {UNSUPPORTED_PARTS[kind]}.",
-                param=f"{part_param}.type",
-                code="unsupported_value",
-            )
-        if kind == "refusal" and role == "assistant":
-            get_str(part, "refusal", f"{part_param}.refusal", required=True)
-            continue
-        if kind not in TEXT_PARTS:
-            invalid(
-                f"Invalid '{part_param}.type': unknown content part type '{kind}'. Expected 'input_text' or "
-                "'output_text'.",
-                param=f"{part_param}.type",
-                code="invalid_value",
-            )
-        texts.append(get_str(part, "text", f"{part_param}.text", required=True))
-    return "\n".join(texts)
+    return text_parts_join(
+        parts, param, kinds=TEXT_PARTS, unsupported=UNSUPPORTED_PARTS, allow_refusal=role == "assistant"
+    )
 
 
 def _function_call(item: dict, param: str) -> dict:
@@ -209,19 +188,10 @@ def _input_messages(raw: Any) -> tuple[list[dict], dict[int, str]]:
 
 def _tools(body: dict) -> tuple[list[dict] | None, list[dict]]:
     """(chat tools for the engine, tools as the Response echoes them)."""
-    tools = get_list(body, "tools", "tools")
-    if not tools:
-        return None, []
-    if len(tools) > MAX_TOOLS:
-        invalid(
-            f"Invalid 'tools': at most {MAX_TOOLS} tools are accepted.", param="tools", code="array_above_max_length"
-        )
-    chat_tools, echoed, names = [], [], set()
-    for i, tool in enumerate(tools):
-        param = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            wrong_type(param, "an object", tool)
-        kind = get_str(tool, "type", f"{param}.type", required=True)
+    chat_tools: list[dict] = []
+    echoed: list[dict] = []
+    names: set[str] = set()
+    for param, tool, kind in tool_entries(body):
         if kind != "function":
             invalid(
                 f"The '{kind}' tool ({param}) is not supported here: only 'function' tools are; built-in tools "
@@ -230,31 +200,18 @@ def _tools(body: dict) -> tuple[list[dict] | None, list[dict]]:
                 param="tools",
                 code="unsupported_value",
             )
-        name = function_name_check(get_str(tool, "name", f"{param}.name", required=True), f"{param}.name")
-        if name in names:
-            invalid(f"Invalid '{param}.name': duplicate tool name '{name}'.", param=f"{param}.name")
-        names.add(name)
-        spec: dict = {"name": name}
-        description = get_str(tool, "description", f"{param}.description")
-        if description is not None:
-            spec["description"] = description
-        parameters = tool.get("parameters")
-        if parameters is not None:
-            spec["parameters"] = json_schema_check(parameters, f"{param}.parameters", object_only=True)
-        strict = get_bool(tool, "strict", f"{param}.strict")
-        if strict is not None:
-            spec["strict"] = strict
+        spec = function_spec_check(tool, param, names)
         chat_tools.append({"type": "function", "function": spec})
         echoed.append(
             {
                 "type": "function",
-                "name": name,
-                "description": description,
-                "parameters": copy.deepcopy(parameters),
-                "strict": True if strict is None else strict,
+                "name": spec["name"],
+                "description": spec.get("description"),
+                "parameters": copy.deepcopy(spec.get("parameters")),
+                "strict": spec.get("strict", True),
             }
         )
-    return chat_tools, echoed
+    return chat_tools or None, echoed
 
 
 def _tool_choice(body: dict, names: set[str]) -> tuple[str | dict | None, str | dict]:

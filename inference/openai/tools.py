@@ -1,6 +1,7 @@
 """Tools, tool_choice and response_format: validated and normalised for the engine."""
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -42,20 +43,45 @@ def json_schema_check(value: Any, param: str, *, object_only: bool) -> dict:
     return value
 
 
-def normalise_tools(body: dict) -> list[dict] | None:
+def tool_entries(body: dict) -> Iterator[tuple[str, dict, str]]:
+    """(param, tool, type) of each entry of `tools` in turn, each checked to be an object with a type."""
     tools = get_list(body, "tools", "tools")
     if not tools:
-        return None
+        return
     if len(tools) > MAX_TOOLS:
         invalid(
             f"Invalid 'tools': at most {MAX_TOOLS} tools are accepted.", param="tools", code="array_above_max_length"
         )
-    out, names = [], set()
     for i, tool in enumerate(tools):
         param = f"tools[{i}]"
         if not isinstance(tool, dict):
             wrong_type(param, "an object", tool)
-        kind = get_str(tool, "type", f"{param}.type", required=True)
+        yield param, tool, get_str(tool, "type", f"{param}.type", required=True)
+
+
+def function_spec_check(function: dict, param: str, names: set[str]) -> dict:
+    """A function tool's chat spec (name, and description, parameters, strict when given) from `function`
+    at `param`; its name must not be in `names`, and is added to it."""
+    name = function_name_check(get_str(function, "name", f"{param}.name", required=True), f"{param}.name")
+    if name in names:
+        invalid(f"Invalid '{param}.name': duplicate tool name '{name}'.", param=f"{param}.name", code="invalid_value")
+    names.add(name)
+    spec: dict = {"name": name}
+    description = get_str(function, "description", f"{param}.description")
+    if description is not None:
+        spec["description"] = description
+    if function.get("parameters") is not None:
+        spec["parameters"] = json_schema_check(function["parameters"], f"{param}.parameters", object_only=True)
+    strict = get_bool(function, "strict", f"{param}.strict")
+    if strict is not None:
+        spec["strict"] = strict
+    return spec
+
+
+def normalise_tools(body: dict) -> list[dict] | None:
+    out: list[dict] = []
+    names: set[str] = set()
+    for param, tool, kind in tool_entries(body):
         if kind != "function":
             invalid(
                 f"Invalid '{param}.type': only 'function' tools are supported.",
@@ -65,29 +91,8 @@ def normalise_tools(body: dict) -> list[dict] | None:
         function = get_object(tool, "function", f"{param}.function")
         if function is None:
             missing(f"{param}.function")
-        name = function_name_check(
-            get_str(function, "name", f"{param}.function.name", required=True), f"{param}.function.name"
-        )
-        if name in names:
-            invalid(
-                f"Invalid '{param}.function.name': duplicate tool name '{name}'.",
-                param=f"{param}.function.name",
-                code="invalid_value",
-            )
-        names.add(name)
-        spec: dict = {"name": name}
-        description = get_str(function, "description", f"{param}.function.description")
-        if description is not None:
-            spec["description"] = description
-        if function.get("parameters") is not None:
-            spec["parameters"] = json_schema_check(
-                function["parameters"], f"{param}.function.parameters", object_only=True
-            )
-        strict = get_bool(function, "strict", f"{param}.function.strict")
-        if strict is not None:
-            spec["strict"] = strict
-        out.append({"type": "function", "function": spec})
-    return out
+        out.append({"type": "function", "function": function_spec_check(function, f"{param}.function", names)})
+    return out or None
 
 
 def normalise_tool_choice(body: dict, tools: list[dict] | None) -> str | dict | None:
