@@ -42,7 +42,8 @@ EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 25}
 
 
 @pytest.fixture
-def fuzz_target(live_platform, workers):  # noqa: F811 - the imported fixture
+def fuzz_target(live_platform, workers, sogni_rate):  # noqa: F811 - the imported fixture
+    # With a SOGNI rate, as a platform in operation has: paying in SOGNI is then a 402, not a 503.
     account = account_create(email="fuzz@example.com")
     # Hundreds of requests a minute: lift this account's limits (the limits have tests of their own).
     account_limits_set(user=account.user, requests_per_minute=0, tokens_per_minute=0)

@@ -10,7 +10,7 @@ from tests.support.workers import worker_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-LONG = [{"role": "user", "content": "hello " * 2100}]  # past SmolLM2's 2,048-token window
+LONG = [{"role": "user", "content": "hello " * 8300}]  # past SmolLM2's 8,192-token window
 
 
 @pytest.fixture
