@@ -259,9 +259,15 @@ class TextCompletionAccumulator:
     the text, and with `logprobs` each token's entry, from the same delta frames."""
 
     def __init__(
-        self, *, model: str, include_usage: bool = False, id: str | None = None, created: int | None = None,
-        logprobs: bool = False, **_: object,
-    ):  # fmt: skip
+        self,
+        *,
+        model: str,
+        include_usage: bool = False,
+        id: str | None = None,
+        created: int | None = None,
+        logprobs: bool = False,
+        **_: object,
+    ):
         self.id = id or text_completion_id()
         self.model = model
         self.created = created if created is not None else int(time.time())

@@ -76,8 +76,10 @@ def jobs_progress_save(*, channel_name: str, progress: dict[str, Progress]) -> i
     the connection still holds; how many were written."""
     if not progress:
         return 0
-    rows = {job_id: (_delivered_count(p), len(p.relayed.output.encode("utf-8")), p.relayed.claimed_tokens)
-            for job_id, p in progress.items()}  # fmt: skip
+    rows = {
+        job_id: (_delivered_count(p), len(p.relayed.output.encode("utf-8")), p.relayed.claimed_tokens)
+        for job_id, p in progress.items()
+    }
 
     def column(index: int) -> Case:
         whens = [When(pk=uuid.UUID(job_id), then=Value(row[index])) for job_id, row in rows.items()]
@@ -187,8 +189,11 @@ def _platform_was_away(now: datetime) -> int | None:
         if last >= now - timedelta(seconds=settings.JOB_LEASE_SECONDS):
             return None
         renewed = Job.objects.filter(status__in=Job.ACTIVE).update(lease_expires_at=lease_deadline(now))
-    logger.warning("lease reaper: not run for %.0f s; %s active job lease(s) renewed, nobody blamed",
-                   (now - last).total_seconds(), renewed)  # fmt: skip
+    logger.warning(
+        "lease reaper: not run for %.0f s; %s active job lease(s) renewed, nobody blamed",
+        (now - last).total_seconds(),
+        renewed,
+    )
     return renewed
 
 
